@@ -1,0 +1,129 @@
+"""Thin Dask plumbing shared by the stage drivers: reductions, scheduling, memory policy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+import numpy as np
+import psutil
+from dask.delayed import Delayed, delayed
+
+SPLIT_EVERY = 8
+"""Fan-in of tree reductions: a few levels even for thousands of chunks."""
+
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+"""Target size of a row chunk built from in-memory input (Dask's guidance is ~100 MB;
+smaller chunks keep both cores busy on mid-sized data)."""
+
+MIN_CHUNK_ROWS = 4096
+
+dask.config.update_defaults({"dshift": {"persist": "auto", "chunk-bytes": DEFAULT_CHUNK_BYTES}})
+
+
+def tree_reduce(parts: Sequence[Delayed], combine: Callable[[Any, Any], Any]) -> Delayed:
+    """Combine delayed partial results pairwise-by-groups into one, in order.
+
+    Parameters
+    ----------
+    parts : sequence of Delayed
+        Partial results, in chunk order (order is kept, so reductions are deterministic).
+    combine : callable
+        ``combine(a, b)`` for two partials.
+
+    Returns
+    -------
+    Delayed
+        The combined result.
+    """
+
+    def fold(*xs: Any) -> Any:
+        acc = xs[0]
+        for x in xs[1:]:
+            acc = combine(acc, x)
+        return acc
+
+    level = list(parts)
+    if not level:
+        raise ValueError("tree_reduce needs at least one part")
+    while len(level) > 1:
+        level = [
+            delayed(fold, pure=True)(*level[i : i + SPLIT_EVERY])
+            for i in range(0, len(level), SPLIT_EVERY)
+        ]
+    return level[0]
+
+
+def active_client():
+    """The distributed Client in use, or None when Dask runs on a local scheduler."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def compute(*args: Any, n_jobs: int | None = None) -> tuple:
+    """``dask.compute`` honouring scikit-learn's ``n_jobs`` on the local threaded scheduler."""
+    if n_jobs is not None and n_jobs > 0 and active_client() is None:
+        return dask.compute(*args, num_workers=n_jobs)
+    return dask.compute(*args)
+
+
+def persist(*args: Any, n_jobs: int | None = None) -> tuple:
+    """``dask.persist`` with the same scheduling rule as :func:`compute`."""
+    if n_jobs is not None and n_jobs > 0 and active_client() is None:
+        return dask.persist(*args, num_workers=n_jobs)
+    return dask.persist(*args)
+
+
+def available_memory() -> int:
+    """Bytes the scheduler in use can hold: free worker memory, or free RAM locally."""
+    client = active_client()
+    if client is None:
+        return int(psutil.virtual_memory().available)
+    total = 0
+    for info in client.scheduler_info(n_workers=-1)["workers"].values():
+        limit = info.get("memory_limit") or psutil.virtual_memory().total
+        used = info.get("metrics", {}).get("memory", 0)
+        total += max(int(limit * 0.6) - int(used), 0)  # workers spill at 70% of their limit
+    return total
+
+
+def should_persist(nbytes: int) -> bool:
+    """Apply the ``dshift.persist`` setting (``"auto"``, True or False) to data of ``nbytes``."""
+    setting = dask.config.get("dshift.persist", "auto")
+    if isinstance(setting, str):
+        setting = setting.lower()
+        if setting in ("true", "false"):
+            return setting == "true"
+        if setting != "auto":
+            raise ValueError(f"dshift.persist must be 'auto', true or false, got {setting!r}")
+        return nbytes <= available_memory() // 2
+    return bool(setting)
+
+
+def n_cores() -> int:
+    """Threads available to the scheduler in use."""
+    client = active_client()
+    if client is not None:
+        return max(sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()), 1)
+    return max(psutil.cpu_count() or 1, 1)
+
+
+def auto_chunk_rows(n_rows: int, n_features: int, itemsize: int = 8) -> int:
+    """Rows per chunk for in-memory input: about ``dshift.chunk-bytes``, and at least one
+    chunk per core once the data is large enough to be worth splitting."""
+    target = int(dask.config.get("dshift.chunk-bytes", DEFAULT_CHUNK_BYTES))
+    rows = max(target // max(n_features * itemsize, 1), 1)
+    if n_rows >= 2 * MIN_CHUNK_ROWS:
+        rows = min(rows, max(math.ceil(n_rows / n_cores()), MIN_CHUNK_ROWS))
+    return int(max(min(rows, n_rows), 1))
+
+
+def chunk_offsets(chunks: Sequence[int]) -> np.ndarray:
+    """Global index of the first row of each chunk."""
+    return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(np.int64)

@@ -1,0 +1,118 @@
+"""Input coercion: NumPy, pandas, Dask arrays and Dask DataFrames to one row-chunked Dask array.
+
+In-memory input is validated by scikit-learn's own ``validate_data`` (same errors,
+messages and ``n_features_in_`` / ``feature_names_in_`` bookkeeping) and then wrapped
+without copying. Dask input is checked lazily: dtype and shape here, NaN/inf in the
+first pass over the data (:func:`dshift.seeding.scan`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+from sklearn.utils.validation import validate_data
+
+from dshift import _dask
+
+
+class Prepared(NamedTuple):
+    """Input ready for the engine."""
+
+    array: da.Array  # (n, d), one chunk along axis 1, known row chunks
+    lazy: bool  # the caller gave Dask input: results that scale with n stay lazy
+    dtype: np.dtype  # working dtype of means and centers (float32 or float64)
+    local: np.ndarray | None  # the validated NumPy array for in-memory input
+
+
+def is_dask(X) -> bool:
+    """Whether ``X`` is a Dask collection."""
+    return isinstance(X, (da.Array, dd.DataFrame, dd.Series))
+
+
+def working_dtype(dtype: np.dtype) -> np.dtype:
+    """float32 input keeps float32 results; everything else computes in float64."""
+    return np.dtype(np.float32) if np.dtype(dtype) == np.float32 else np.dtype(np.float64)
+
+
+def _dataframe_to_array(df: dd.DataFrame) -> da.Array:
+    if isinstance(df, dd.Series):
+        df = df.to_frame()
+    bad = [str(c) for c, t in df.dtypes.items() if not (np.issubdtype(t, np.number) or t == bool)]
+    if bad:
+        raise ValueError(f"Feature columns must be numeric; not numeric: {', '.join(bad)}")
+    return df.to_dask_array(lengths=True)
+
+
+def as_row_chunked(X) -> da.Array:
+    """Any supported 2-D input as a Dask array with all columns in one chunk.
+
+    NumPy/pandas input is wrapped in chunks of about ``dshift.chunk-bytes``; Dask input
+    keeps its row chunks (unknown chunk sizes are computed).
+    """
+    if isinstance(X, (dd.DataFrame, dd.Series)):
+        arr = _dataframe_to_array(X)
+    elif isinstance(X, da.Array):
+        arr = X
+        if any(np.isnan(c) for c in arr.chunks[0]):
+            arr = arr.compute_chunk_sizes()
+    else:
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2D array, got {X.ndim}D input.")
+        rows = _dask.auto_chunk_rows(X.shape[0], X.shape[1], X.dtype.itemsize)
+        return da.from_array(X, chunks=(rows, X.shape[1]), name=False, asarray=True)
+    if arr.ndim != 2:
+        raise ValueError(f"Expected a 2D array, got {arr.ndim}D input.")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"Input X must be real numbers, got dtype {arr.dtype}.")
+    return arr.rechunk({1: -1}) if len(arr.chunks[1]) > 1 else arr
+
+
+def _dask_feature_names(X) -> np.ndarray | None:
+    if isinstance(X, dd.DataFrame):
+        cols = list(X.columns)
+        if cols and all(isinstance(c, str) for c in cols):
+            return np.asarray(cols, dtype=object)
+    return None
+
+
+def prepare(estimator, X, *, reset: bool) -> Prepared:
+    """Validate ``X`` for ``estimator`` (fit when ``reset``, else predict) and chunk it.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        Receives ``n_features_in_`` / ``feature_names_in_`` when ``reset``.
+    X : array-like, pandas DataFrame, Dask array or Dask DataFrame
+    reset : bool
+        True in ``fit``; False checks the feature count against the fitted one.
+
+    Returns
+    -------
+    Prepared
+    """
+    if not is_dask(X):
+        Xv = validate_data(estimator, X, reset=reset)
+        return Prepared(as_row_chunked(Xv), False, working_dtype(Xv.dtype), Xv)
+    arr = as_row_chunked(X)
+    n_rows, n_features = arr.shape
+    if reset:
+        if n_rows < 1:
+            raise ValueError(f"Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
+        if n_features < 1:
+            raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+        estimator.n_features_in_ = n_features
+        names = _dask_feature_names(X)
+        if names is not None:
+            estimator.feature_names_in_ = names
+        elif hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+    elif n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {n_features} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    return Prepared(arr, True, working_dtype(arr.dtype), None)

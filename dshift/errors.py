@@ -1,0 +1,43 @@
+"""Exceptions of the dshift batch tool.
+
+Only one class matters to callers: :class:`UserError`. Anything the user can fix (a bad
+config, a missing column, NaN in the data, an output that already exists, an unreachable
+scheduler) is raised as a ``UserError`` with a one-line message naming the offending key,
+column, file or address. The ``dshift`` command turns it into exit status 2; every other
+exception is a bug or an environment failure (exit status 1).
+"""
+
+from __future__ import annotations
+
+__all__ = ["UserError", "ConfigError"]
+
+
+class UserError(Exception):
+    """An error the user can act on; the CLI prints ``error: <message>`` and exits 2.
+
+    Parameters
+    ----------
+    message : str
+        One line naming what is wrong and, where possible, how to fix it.
+    """
+
+    prefix = "error"
+
+    def __init__(self, message: str) -> None:
+        # Messages end up on a single stderr line: fold any embedded newlines.
+        super().__init__(" ".join(str(message).split("\n")))
+
+    @property
+    def message(self) -> str:
+        """The one-line message, without the prefix."""
+        return str(self)
+
+    def one_line(self) -> str:
+        """The line the CLI prints, e.g. ``config error: model.bandwidth: must be > 0``."""
+        return f"{self.prefix}: {self}"
+
+
+class ConfigError(UserError):
+    """A configuration file that cannot be read or does not match the schema."""
+
+    prefix = "config error"

@@ -1,0 +1,311 @@
+"""``MeanShift`` and ``mean_shift``: scikit-learn's API over dshift's Dask stages.
+
+The fit is a sequence of passes over row chunks:
+
+1. scan (:mod:`dshift.seeding`): row count, NaN/inf check, grid-bin counts;
+2. index (:mod:`dshift.index`): one k-d tree per chunk, persisted when it fits;
+3. shift (:mod:`dshift.shifting`): one pass per iteration for all active seeds;
+4. merge (:mod:`dshift.merging`): scikit-learn's ordering and de-duplication;
+5. assign (:mod:`dshift.assigning`): nearest center per row, lazily for Dask input.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+from dask.delayed import delayed
+from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
+from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils.validation import check_is_fitted
+
+from dshift import _dask, _input
+from dshift.assigning import label_array
+from dshift.bandwidth import estimate_bandwidth
+from dshift.index import build_index
+from dshift.merging import merge_modes
+from dshift.seeding import scan, seeds_from_table
+from dshift.shifting import climb
+
+log = logging.getLogger("dshift")
+
+
+class FitResult(NamedTuple):
+    """Everything a fit produces."""
+
+    cluster_centers: np.ndarray
+    labels: object  # ndarray, or a lazy dask array for Dask input
+    n_iter: int
+    bandwidth: float
+    n_seeds: int
+    timings: dict
+
+
+def _explicit_seeds(seeds, n_features: int) -> np.ndarray:
+    arr = np.asarray(seeds)
+    if arr.ndim != 2 or arr.shape[1] != n_features:
+        raise ValueError(f"seeds must have shape (n_seeds, {n_features}), got {arr.shape}.")
+    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+        raise ValueError("seeds must be finite numbers.")
+    if len(arr) == 0:
+        raise ValueError("seeds must hold at least one seed.")
+    return arr
+
+
+def fit_stages(
+    data: _input.Prepared,
+    *,
+    bandwidth: float | None,
+    seeds,
+    bin_seeding: bool,
+    min_bin_freq: int,
+    cluster_all: bool,
+    max_iter: int,
+    n_jobs: int | None,
+) -> FitResult:
+    """Run dshift's stages on prepared input (parameters already validated).
+
+    Returns
+    -------
+    FitResult
+    """
+    X = data.array
+    n_rows, n_features = X.shape
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[phase] = timings.get(phase, 0.0) + now - clock
+        clock = now
+
+    if bandwidth is None:
+        bandwidth = estimate_bandwidth(X if data.lazy else data.local, n_jobs=n_jobs)
+        log.info("bandwidth estimated: %.6g", bandwidth)
+        lap("bandwidth")
+    bandwidth = float(bandwidth)
+    use_bins = bin_seeding and seeds is None and bandwidth > 0
+    work = X if X.dtype.kind == "f" else X.astype(np.float64)
+
+    # Pass 1: scan. In-memory input was validated already and needs it only for bins.
+    table = None
+    if data.lazy or use_bins:
+        result = scan(work, bandwidth if use_bins else None, n_jobs=n_jobs)
+        if result.n_nonfinite:
+            raise ValueError(f"Input X contains NaN or infinity ({result.n_nonfinite} of {result.n_rows} rows).")
+        table = result.table
+        lap("scan")
+    if seeds is not None:
+        start = _explicit_seeds(seeds, n_features)
+    else:
+        start = seeds_from_table(table, bandwidth, min_bin_freq, n_rows) if use_bins else None
+        if start is None:  # every point is a seed
+            start = np.asarray(work.compute() if data.lazy else data.local)
+    lap("seeding")
+    log.info("seeding: %d seeds from %d rows", len(start), n_rows)
+
+    # Pass 2: the chunks' k-d trees, kept in memory when they fit (else rebuilt per pass).
+    indexes = [delayed(build_index, pure=True)(block) for block in work.to_delayed().ravel()]
+    if not data.lazy or _dask.should_persist(int(work.nbytes * 1.3)):
+        indexes = list(_dask.persist(*indexes, n_jobs=n_jobs))
+        log.info("index: %d chunk trees in memory", len(indexes))
+    else:
+        log.info("index: %d chunks re-read on every pass", len(indexes))
+    lap("index")
+
+    climbed = climb(indexes, start, bandwidth, max_iter, data.dtype, n_jobs=n_jobs)
+    del indexes
+    lap("shift")
+    centers = merge_modes(climbed.position, climbed.intensity, bandwidth)
+    lap("merge")
+    log.info("merge: %d clusters", len(centers))
+
+    labels = label_array(X, centers, bandwidth, cluster_all)
+    if not data.lazy:
+        (labels,) = _dask.compute(labels, n_jobs=n_jobs)
+        lap("assign")
+    return FitResult(centers, labels, climbed.n_iter, bandwidth, len(start), timings)
+
+
+class MeanShift(ClusterMixin, BaseEstimator):
+    """Mean shift clustering with a flat kernel: scikit-learn's results, computed with Dask.
+
+    Same parameters, defaults and fitted attributes as
+    ``sklearn.cluster.MeanShift``; the data may be NumPy, pandas, a Dask array or a
+    Dask DataFrame (numeric columns), larger than memory. Work runs on the active Dask
+    scheduler: the local threaded one, or a ``distributed.Client`` when one is open.
+
+    Parameters
+    ----------
+    bandwidth : float, default=None
+        Radius of the flat kernel. If None, estimated with :func:`estimate_bandwidth`
+        (on all rows up to 10,000 rows, on a reproducible 10,000-row sample beyond).
+    seeds : array-like of shape (n_seeds, n_features), default=None
+        Starting points; if None, the points themselves or their grid bins.
+    bin_seeding : bool, default=False
+        Seed with the grid bins (of size ``bandwidth``) holding ``min_bin_freq`` points.
+    min_bin_freq : int, default=1
+        Minimum points in a bin for it to become a seed.
+    cluster_all : bool, default=True
+        If False, points farther than ``bandwidth`` from every center are labelled -1.
+    n_jobs : int, default=None
+        Threads of the local threaded scheduler (all cores when None or -1); ignored
+        under a distributed Client, whose workers set the parallelism.
+    max_iter : int, default=300
+        Maximum iterations per seed.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Most populated cluster first; float32 for float32 input, else float64.
+    labels_ : ndarray of shape (n_samples,), int64
+        Labels of the training points; a lazy Dask array for Dask input.
+    n_iter_ : int
+        Maximum iterations over seeds.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when the input has string column names.
+    bandwidth_ : float
+        The bandwidth used (given or estimated). dshift extension.
+    n_seeds_ : int
+        Number of seeds climbed. dshift extension.
+    timings_ : dict
+        Seconds per phase of the last fit. dshift extension.
+    """
+
+    _parameter_constraints: dict = {
+        "bandwidth": [Interval(Real, 0, None, closed="neither"), None],
+        "seeds": ["array-like", None],
+        "bin_seeding": ["boolean"],
+        "min_bin_freq": [Interval(Integral, 1, None, closed="left")],
+        "cluster_all": ["boolean"],
+        "n_jobs": [Integral, None],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        bandwidth=None,
+        seeds=None,
+        bin_seeding=False,
+        min_bin_freq=1,
+        cluster_all=True,
+        n_jobs=None,
+        max_iter=300,
+    ):
+        self.bandwidth = bandwidth
+        self.seeds = seeds
+        self.bin_seeding = bin_seeding
+        self.cluster_all = cluster_all
+        self.min_bin_freq = min_bin_freq
+        self.n_jobs = n_jobs
+        self.max_iter = max_iter
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Compute the clusters.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, Dask array or Dask DataFrame of shape (n_samples, n_features)
+            Samples to cluster; not modified.
+        y : Ignored
+
+        Returns
+        -------
+        self : MeanShift
+        """
+        data = _input.prepare(self, X, reset=True)
+        result = fit_stages(
+            data,
+            bandwidth=self.bandwidth,
+            seeds=self.seeds,
+            bin_seeding=self.bin_seeding,
+            min_bin_freq=self.min_bin_freq,
+            cluster_all=self.cluster_all,
+            max_iter=self.max_iter,
+            n_jobs=_n_threads(self.n_jobs),
+        )
+        self.cluster_centers_ = result.cluster_centers
+        self.labels_ = result.labels
+        self.n_iter_ = result.n_iter
+        self.bandwidth_ = result.bandwidth
+        self.n_seeds_ = result.n_seeds
+        self.timings_ = result.timings
+        return self
+
+    def predict(self, X):
+        """Index of the nearest cluster center of each sample (never -1).
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, Dask array or Dask DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), int64
+            A lazy Dask array for Dask input.
+        """
+        check_is_fitted(self)
+        data = _input.prepare(self, X, reset=False)
+        labels = label_array(data.array, self.cluster_centers_, self.bandwidth_, True)
+        return labels if data.lazy else _dask.compute(labels, n_jobs=_n_threads(self.n_jobs))[0]
+
+
+def _n_threads(n_jobs: int | None) -> int | None:
+    return None if n_jobs is None or n_jobs < 0 else max(int(n_jobs), 1)
+
+
+@validate_params(
+    {
+        "X": ["no_validation"],
+        "bandwidth": [Interval(Real, 0, None, closed="neither"), None],
+        "seeds": ["array-like", None],
+        "bin_seeding": ["boolean"],
+        "min_bin_freq": [Interval(Integral, 1, None, closed="left")],
+        "cluster_all": ["boolean"],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
+    },
+    prefer_skip_nested_validation=False,
+)
+def mean_shift(
+    X,
+    *,
+    bandwidth=None,
+    seeds=None,
+    bin_seeding=False,
+    min_bin_freq=1,
+    cluster_all=True,
+    max_iter=300,
+    n_jobs=None,
+):
+    """Perform mean shift clustering with a flat kernel (scikit-learn's ``mean_shift``).
+
+    Parameters
+    ----------
+    X : array-like, pandas DataFrame, Dask array or Dask DataFrame of shape (n_samples, n_features)
+    bandwidth, seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, n_jobs
+        As in :class:`MeanShift`.
+
+    Returns
+    -------
+    cluster_centers : ndarray of shape (n_clusters, n_features)
+    labels : ndarray of shape (n_samples,)
+        A lazy Dask array for Dask input.
+    """
+    model = MeanShift(
+        bandwidth=bandwidth,
+        seeds=seeds,
+        min_bin_freq=min_bin_freq,
+        bin_seeding=bin_seeding,
+        cluster_all=cluster_all,
+        n_jobs=n_jobs,
+        max_iter=max_iter,
+    ).fit(X)
+    return model.cluster_centers_, model.labels_

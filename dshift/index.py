@@ -1,0 +1,254 @@
+"""Per-chunk spatial index: a k-d tree whose nodes carry point counts and coordinate sums.
+
+Built once per row chunk (and persisted with it when it fits in memory), the index
+answers "count and sum of the points within ``bandwidth`` of each seed" without
+visiting most points: a node whose bounding box lies wholly inside a ball adds its
+precomputed count and (compensated) sum, a node wholly outside is skipped, and only
+the leaves the sphere cuts through are scanned point by point.
+
+The inside/outside decisions are exact with respect to the per-point test
+``sum((p - m) ** 2) <= bandwidth ** 2`` evaluated in float64 in coordinate order
+(the test scikit-learn's k-d tree applies): rounding is monotone, so a box whose
+farthest corner passes the test holds only points that pass it, and a box whose
+nearest point fails holds only points that fail.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from dshift._compensated import add_pair, add_value
+
+LEAF_SIZE = 64
+"""Points per leaf: small enough that boundary leaves are cheap, large enough that
+node bookkeeping stays a small fraction of the index's memory."""
+
+
+class ChunkIndex(NamedTuple):
+    """A k-d tree over one chunk of rows; all arrays are plain NumPy (picklable)."""
+
+    points: np.ndarray  # (n, d) float64, rows permuted into leaf order
+    start: np.ndarray  # (m,) int64, first row of each node
+    stop: np.ndarray  # (m,) int64, one past the last row
+    left: np.ndarray  # (m,) int64, left child or -1 for a leaf (right child = left + 1)
+    lower: np.ndarray  # (m, d) float64, bounding box
+    upper: np.ndarray  # (m, d) float64
+    sum_s: np.ndarray  # (m, d) float64, compensated coordinate sum: value part
+    sum_c: np.ndarray  # (m, d) float64, error part
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the index."""
+        return sum(a.nbytes for a in self)
+
+
+@njit(inline="always", cache=True)
+def _swap_rows(x: np.ndarray, i: int, j: int) -> None:
+    for k in range(x.shape[1]):
+        t = x[i, k]
+        x[i, k] = x[j, k]
+        x[j, k] = t
+
+
+@njit(cache=True)
+def _select(x: np.ndarray, lo: int, hi: int, kth: int, dim: int) -> None:
+    """Partially sort rows ``x[lo:hi+1]`` on column ``dim`` so that row ``kth`` is in place.
+
+    Hoare partitioning with a median-of-three pivot; duplicates split evenly.
+    """
+    while hi > lo:
+        mid = (lo + hi) // 2
+        a, b, c = x[lo, dim], x[mid, dim], x[hi, dim]
+        if a > b:
+            a, b = b, a
+        if b > c:
+            b = c
+        pivot = a if a > b else b
+        i, j = lo, hi
+        while i <= j:
+            while x[i, dim] < pivot:
+                i += 1
+            while x[j, dim] > pivot:
+                j -= 1
+            if i <= j:
+                _swap_rows(x, i, j)
+                i += 1
+                j -= 1
+        if kth <= j:
+            hi = j
+        elif kth >= i:
+            lo = i
+        else:
+            return
+
+
+@njit(nogil=True, cache=True)
+def _build(points: np.ndarray, leaf_size: int):
+    n, d = points.shape
+    cap = 2 * (2 * n // max(leaf_size, 2) + 1) + 1
+    start = np.empty(cap, np.int64)
+    stop = np.empty(cap, np.int64)
+    left = np.full(cap, -1, np.int64)
+    lower = np.zeros((cap, d))
+    upper = np.zeros((cap, d))
+    sum_s = np.zeros((cap, d))
+    sum_c = np.zeros((cap, d))
+    if n == 0:
+        return start[:0], stop[:0], left[:0], lower[:0], upper[:0], sum_s[:0], sum_c[:0]
+    start[0], stop[0] = 0, n
+    m = 1
+    stack = np.empty(256, np.int64)
+    stack[0] = 0
+    top = 1
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        a, b = start[node], stop[node]
+        for k in range(d):
+            lower[node, k] = points[a, k]
+            upper[node, k] = points[a, k]
+        for i in range(a + 1, b):
+            for k in range(d):
+                v = points[i, k]
+                if v < lower[node, k]:
+                    lower[node, k] = v
+                elif v > upper[node, k]:
+                    upper[node, k] = v
+        dim = 0
+        spread = -1.0
+        for k in range(d):
+            w = upper[node, k] - lower[node, k]
+            if w > spread:
+                spread = w
+                dim = k
+        if b - a <= leaf_size or spread <= 0.0:
+            for i in range(a, b):  # leaf: its compensated sum, in row order
+                for k in range(d):
+                    add_value(sum_s[node], sum_c[node], k, points[i, k])
+            continue
+        mid = (a + b) // 2
+        _select(points, a, b - 1, mid, dim)
+        left[node] = m
+        start[m], stop[m] = a, mid
+        start[m + 1], stop[m + 1] = mid, b
+        stack[top] = m
+        stack[top + 1] = m + 1
+        top += 2
+        m += 2
+    # Children are numbered after their parent: a reverse sweep sums bottom-up.
+    for node in range(m - 1, -1, -1):
+        child = left[node]
+        if child >= 0:
+            for k in range(d):
+                sum_s[node, k] = sum_s[child, k]
+                sum_c[node, k] = sum_c[child, k]
+                add_pair(sum_s[node], sum_c[node], k, sum_s[child + 1, k], sum_c[child + 1, k])
+    return start[:m], stop[:m], left[:m], lower[:m], upper[:m], sum_s[:m], sum_c[:m]
+
+
+def build_index(chunk: np.ndarray, leaf_size: int = LEAF_SIZE) -> ChunkIndex:
+    """Build the k-d tree of one chunk of rows.
+
+    Parameters
+    ----------
+    chunk : ndarray of shape (n, d)
+        The rows; any real dtype (converted to float64, as scikit-learn's tree does).
+        The input is not modified.
+    leaf_size : int
+        Maximum points per leaf (leaves of identical points may hold more).
+
+    Returns
+    -------
+    ChunkIndex
+    """
+    points = np.array(chunk, dtype=np.float64, order="C", copy=True)
+    return ChunkIndex(points, *_build(points, leaf_size))
+
+
+@njit(nogil=True, cache=True)
+def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, radius2):
+    k, d = centers.shape
+    count = np.zeros(k, np.int64)
+    out_s = np.zeros((k, d))
+    out_c = np.zeros((k, d))
+    if start.shape[0] == 0:
+        return count, out_s, out_c
+    stack = np.empty(256, np.int64)
+    for q in range(k):
+        m = centers[q]
+        qs = out_s[q]
+        qc = out_c[q]
+        n_in = 0
+        stack[0] = 0
+        top = 1
+        while top > 0:
+            top -= 1
+            node = stack[top]
+            near = 0.0
+            far = 0.0
+            for j in range(d):
+                lo = lower[node, j]
+                hi = upper[node, j]
+                mj = m[j]
+                if mj < lo:
+                    t = lo - mj
+                    near += t * t
+                    t = hi - mj
+                    far += t * t
+                elif mj > hi:
+                    t = mj - hi
+                    near += t * t
+                    t = mj - lo
+                    far += t * t
+                else:
+                    t = max(mj - lo, hi - mj)
+                    far += t * t
+            if near > radius2:
+                continue
+            if far <= radius2:
+                n_in += stop[node] - start[node]
+                for j in range(d):
+                    add_pair(qs, qc, j, sum_s[node, j], sum_c[node, j])
+                continue
+            child = left[node]
+            if child >= 0:
+                stack[top] = child + 1
+                stack[top + 1] = child
+                top += 2
+                continue
+            for i in range(start[node], stop[node]):
+                dist = 0.0
+                for j in range(d):
+                    t = points[i, j] - m[j]
+                    dist += t * t
+                if dist <= radius2:
+                    n_in += 1
+                    for j in range(d):
+                        add_value(qs, qc, j, points[i, j])
+        count[q] = n_in
+    return count, out_s, out_c
+
+
+def ball_sums(index: ChunkIndex, centers: np.ndarray, bandwidth: float):
+    """Count and sum, per center, the chunk's points within ``bandwidth`` (boundary included).
+
+    Parameters
+    ----------
+    index : ChunkIndex
+        The chunk's tree.
+    centers : ndarray of shape (k, d)
+        Ball centers (float64).
+    bandwidth : float
+        Ball radius.
+
+    Returns
+    -------
+    count : ndarray of shape (k,), int64
+    s, c : ndarray of shape (k, d)
+        Compensated coordinate sums (``s + c`` is the sum).
+    """
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    return _ball_sums(*index, centers, float(bandwidth) * float(bandwidth))

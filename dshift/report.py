@@ -1,0 +1,305 @@
+"""The job's small outputs: ``model.json``, ``report.json`` and ``clusters.png``.
+
+``model.json`` is enough to label new data (``dshift predict``): it holds the centers,
+bandwidth, feature columns and parameters. :func:`load_model` validates one.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import math
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dshift.errors import UserError
+
+__all__ = [
+    "MODEL_FORMAT",
+    "Stopwatch",
+    "dshift_version",
+    "model_dict",
+    "load_model",
+    "report_dict",
+    "plot_png",
+]
+
+MODEL_FORMAT = "dshift-meanshift-model/1"
+
+
+def dshift_version() -> str:
+    """The installed dshift version."""
+    try:
+        from importlib.metadata import version
+
+        return version("dshift")
+    except Exception:  # not installed (source checkout)
+        import dshift
+
+        return getattr(dshift, "__version__", "unknown")
+
+
+class Stopwatch:
+    """Wall-clock timings of named phases (seconds), for report.json."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the block and add it to ``timings[name]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+    def total(self) -> float:
+        """Seconds since the stopwatch was created."""
+        return time.perf_counter() - self.start
+
+
+def model_dict(
+    *,
+    centers: np.ndarray,
+    bandwidth: float,
+    feature_columns: Sequence[str],
+    params: Mapping[str, Any],
+    n_iter: int,
+    label_column: str,
+) -> dict[str, Any]:
+    """The content of ``model.json``.
+
+    Parameters
+    ----------
+    centers : numpy.ndarray
+        ``cluster_centers_`` (k, d).
+    bandwidth : float
+        The bandwidth used (``bandwidth_``).
+    feature_columns : sequence of str
+        Feature columns, in the order of the centers' coordinates.
+    params : mapping
+        The ``model:`` section.
+    n_iter : int
+        ``n_iter_``.
+    label_column : str
+        Name of the label column written.
+
+    Returns
+    -------
+    dict
+    """
+    centers = np.asarray(centers, dtype=np.float64)
+    return {
+        "format": MODEL_FORMAT,
+        "dshift_version": dshift_version(),
+        "feature_columns": list(feature_columns),
+        "n_features": int(centers.shape[1]),
+        "n_clusters": int(centers.shape[0]),
+        "cluster_centers": centers.tolist(),
+        "bandwidth": float(bandwidth),
+        "cluster_all": bool(params.get("cluster_all", True)),
+        "label_column": label_column,
+        "n_iter": int(n_iter),
+        "parameters": dict(params),
+    }
+
+
+def load_model(model: Any, source: str) -> dict[str, Any]:
+    """Validate a parsed ``model.json``.
+
+    Parameters
+    ----------
+    model : Any
+        The parsed JSON.
+    source : str
+        File name, for messages.
+
+    Returns
+    -------
+    dict
+        With ``cluster_centers`` as a float64 array (k, d).
+
+    Raises
+    ------
+    UserError
+        Naming the missing or malformed key.
+    """
+    if not isinstance(model, dict):
+        raise UserError(f"model {source!r}: expected a JSON object")
+    for key in ("cluster_centers", "bandwidth", "feature_columns"):
+        if key not in model:
+            raise UserError(f"model {source!r}: missing key {key!r} (is this a dshift model.json?)")
+    try:
+        centers = np.asarray(model["cluster_centers"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"model {source!r}: cluster_centers must be a list of lists of numbers") from None
+    if centers.ndim != 2 or centers.shape[0] == 0 or not np.isfinite(centers).all():
+        raise UserError(f"model {source!r}: cluster_centers must be a non-empty k x d list of finite numbers")
+    bandwidth = model["bandwidth"]
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or not bandwidth > 0:
+        raise UserError(f"model {source!r}: bandwidth must be a number > 0 (got {bandwidth!r})")
+    cols = model["feature_columns"]
+    if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols) or len(cols) != centers.shape[1]:
+        raise UserError(
+            f"model {source!r}: feature_columns must list {centers.shape[1]} column names, one per center coordinate"
+        )
+    out = dict(model)
+    out["cluster_centers"] = centers
+    out["bandwidth"] = float(bandwidth)
+    out["cluster_all"] = bool(model.get("cluster_all", True))
+    return out
+
+
+def report_dict(
+    *,
+    n_rows: int,
+    n_rows_fit: int,
+    feature_columns: Sequence[str],
+    bandwidth: float,
+    bandwidth_estimated: bool,
+    n_seeds: Optional[int],
+    n_clusters: int,
+    n_iter: Optional[int],
+    cluster_sizes: Mapping[int, int],
+    timings: Mapping[str, float],
+    input_path: str,
+    output_path: str,
+    nan_policy: str = "error",
+    extra: Optional[Mapping[str, Any]] = None,
+) -> dict[str, Any]:
+    """The content of ``report.json``.
+
+    Parameters
+    ----------
+    n_rows : int
+        Input rows (all labelled).
+    n_rows_fit : int
+        Rows the model was fitted on (fewer under ``nan_policy: drop``).
+    cluster_sizes : mapping
+        Label -> rows; -1 included when present. Keys become strings in JSON.
+    timings : mapping
+        Phase -> seconds.
+    Other parameters are copied as they are.
+
+    Returns
+    -------
+    dict
+    """
+    report = {
+        "dshift_version": dshift_version(),
+        "input_path": input_path,
+        "output_path": output_path,
+        "n_rows": int(n_rows),
+        "n_rows_fit": int(n_rows_fit),
+        "n_rows_dropped": int(n_rows - n_rows_fit),
+        "nan_policy": nan_policy,
+        "n_features": len(feature_columns),
+        "feature_columns": list(feature_columns),
+        "bandwidth": float(bandwidth),
+        "bandwidth_estimated": bool(bandwidth_estimated),
+        "n_seeds": None if n_seeds is None else int(n_seeds),
+        "n_clusters": int(n_clusters),
+        "n_iter": None if n_iter is None else int(n_iter),
+        "cluster_sizes": {str(int(k)): int(v) for k, v in sorted(cluster_sizes.items())},
+        "timings": {k: round(float(v), 4) for k, v in timings.items()},
+    }
+    if extra:
+        report.update(extra)
+    return report
+
+
+def _projection(
+    sample: pd.DataFrame, centers: np.ndarray, feature_columns: Sequence[str], x: Optional[str], y: Optional[str]
+) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """2-D coordinates of the sample and centers: chosen columns, the features, or PCA."""
+    X = sample[list(feature_columns)].to_numpy(dtype=np.float64, na_value=np.nan)
+    C = np.asarray(centers, dtype=np.float64)
+    d = X.shape[1]
+    if x is not None and y is not None:
+        ix, iy = list(feature_columns).index(x), list(feature_columns).index(y)
+        return X[:, [ix, iy]], C[:, [ix, iy]], x, y
+    if d == 1:
+        return np.c_[X[:, 0], np.zeros(len(X))], np.c_[C[:, 0], np.zeros(len(C))], feature_columns[0], ""
+    if d == 2:
+        return X, C, feature_columns[0], feature_columns[1]
+    # PCA through an SVD of the centered sample; centers go through the same projection.
+    finite = np.isfinite(X).all(axis=1)
+    mean = X[finite].mean(axis=0) if finite.any() else C.mean(axis=0)
+    basis_src = X[finite] - mean if finite.sum() >= 2 else C - mean
+    _, _, vt = np.linalg.svd(basis_src, full_matrices=False)
+    basis = vt[:2].T
+    if basis.shape[1] < 2:  # degenerate sample: pad with a zero axis
+        basis = np.c_[basis, np.zeros(d)]
+    return (X - mean) @ basis, (C - mean) @ basis, "PC 1", "PC 2"
+
+
+def plot_png(
+    sample: pd.DataFrame,
+    centers: np.ndarray,
+    *,
+    feature_columns: Sequence[str],
+    label_column: str,
+    bandwidth: float,
+    x: Optional[str] = None,
+    y: Optional[str] = None,
+) -> bytes:
+    """Scatter plot of a sample coloured by cluster, centers as big X markers (PNG bytes).
+
+    Parameters
+    ----------
+    sample : pandas.DataFrame
+        Sampled rows with the feature and label columns.
+    centers : numpy.ndarray
+        Cluster centers (k, d).
+    feature_columns : sequence of str
+        Features in center order.
+    label_column : str
+        Label column of ``sample``.
+    bandwidth : float
+        For the title.
+    x, y : str, optional
+        Feature columns for the axes; by default the two features, or a PCA 2-D projection
+        when there are more than two.
+
+    Returns
+    -------
+    bytes
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    pts, ctr, xlabel, ylabel = _projection(sample, centers, feature_columns, x, y)
+    labels = sample[label_column].to_numpy()
+    fig = Figure(figsize=(8, 6.5), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    cmap = matplotlib.colormaps["tab20"]
+    noise = labels < 0
+    if noise.any():
+        ax.scatter(pts[noise, 0], pts[noise, 1], s=3, c="0.7", alpha=0.5, linewidths=0, label="-1 (outlier)")
+    ok = ~noise
+    if ok.any():
+        ax.scatter(pts[ok, 0], pts[ok, 1], s=3, c=[cmap(int(k) % 20) for k in labels[ok]], alpha=0.6, linewidths=0)
+    ax.scatter(ctr[:, 0], ctr[:, 1], marker="X", s=260, c=[cmap(k % 20) for k in range(len(ctr))],
+               edgecolors="black", linewidths=1.5, zorder=3, label="centers")
+    k = len(ctr)
+    ax.set_title(f"Mean shift: {k} cluster{'s' if k != 1 else ''}, bandwidth {_fmt(bandwidth)} "
+                 f"({len(sample):,} sampled points)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best", fontsize="small")
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _fmt(value: float) -> str:
+    if value == 0 or not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
