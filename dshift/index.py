@@ -168,8 +168,76 @@ def build_index(chunk: np.ndarray, leaf_size: int = LEAF_SIZE) -> ChunkIndex:
     return ChunkIndex(points, *_build(points, leaf_size))
 
 
+GROUP_SIZE = 64
+"""Most seeds that share one tree traversal."""
+
+GROUP_WIDTH = 0.5
+"""Largest diagonal of a seed group, as a fraction of the bandwidth: points farther than
+that from every ball's sphere are decided once for the whole group."""
+
+
+@njit(cache=True)
+def _group_seeds(centers: np.ndarray, max_size: int, max_diag2: float):
+    k, d = centers.shape
+    order = np.arange(k)
+    bounds = np.empty(k + 1, np.int64)
+    n_groups = 0
+    stack = np.empty((2 * k + 2, 2), np.int64)
+    stack[0, 0], stack[0, 1] = 0, k
+    top = 1 if k > 0 else 0
+    while top > 0:
+        top -= 1
+        a, b = stack[top, 0], stack[top, 1]
+        diag2 = 0.0
+        widest = -1.0
+        dim = 0
+        for j in range(d):
+            lo = np.inf
+            hi = -np.inf
+            for i in range(a, b):
+                v = centers[order[i], j]
+                lo = min(lo, v)
+                hi = max(hi, v)
+            diag2 += (hi - lo) * (hi - lo)
+            if hi - lo > widest:
+                widest = hi - lo
+                dim = j
+        if b - a == 1 or (b - a <= max_size and diag2 <= max_diag2):
+            bounds[n_groups] = a
+            n_groups += 1
+            continue
+        seg = order[a:b].copy()
+        order[a:b] = seg[np.argsort(centers[seg, dim], kind="mergesort")]
+        mid = (a + b) // 2
+        stack[top, 0], stack[top, 1] = mid, b
+        stack[top + 1, 0], stack[top + 1, 1] = a, mid
+        top += 2
+    bounds[n_groups] = k
+    return order, bounds[: n_groups + 1]
+
+
+def group_seeds(centers: np.ndarray, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
+    """Split seeds into compact groups that share a tree traversal.
+
+    Parameters
+    ----------
+    centers : ndarray of shape (k, d)
+    bandwidth : float
+
+    Returns
+    -------
+    order : ndarray of shape (k,), int64
+        Seed numbers, group after group.
+    bounds : ndarray of shape (n_groups + 1,), int64
+        Group ``g`` is ``order[bounds[g]:bounds[g + 1]]``.
+    """
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    width = GROUP_WIDTH * float(bandwidth)
+    return _group_seeds(centers, GROUP_SIZE, width * width)
+
+
 @njit(nogil=True, cache=True)
-def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, radius2):
+def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, order, bounds, radius2):
     k, d = centers.shape
     count = np.zeros(k, np.int64)
     out_s = np.zeros((k, d))
@@ -177,11 +245,25 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, r
     if start.shape[0] == 0:
         return count, out_s, out_c
     stack = np.empty(256, np.int64)
-    for q in range(k):
-        m = centers[q]
-        qs = out_s[q]
-        qc = out_c[q]
-        n_in = 0
+    glo = np.empty(d)
+    ghi = np.empty(d)
+    gs = np.empty(d)
+    gc = np.empty(d)
+    for g in range(bounds.shape[0] - 1):
+        # The group's box: every test against it holds for each of its seeds (rounding
+        # is monotone), so a decision taken for the box is exact for every seed.
+        first, last = bounds[g], bounds[g + 1]
+        for j in range(d):
+            glo[j] = centers[order[first], j]
+            ghi[j] = glo[j]
+            gs[j] = 0.0
+            gc[j] = 0.0
+        for r in range(first + 1, last):
+            for j in range(d):
+                v = centers[order[r], j]
+                glo[j] = min(glo[j], v)
+                ghi[j] = max(ghi[j], v)
+        n_group = 0
         stack[0] = 0
         top = 1
         while top > 0:
@@ -192,26 +274,20 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, r
             for j in range(d):
                 lo = lower[node, j]
                 hi = upper[node, j]
-                mj = m[j]
-                if mj < lo:
-                    t = lo - mj
+                if ghi[j] < lo:
+                    t = lo - ghi[j]
                     near += t * t
-                    t = hi - mj
-                    far += t * t
-                elif mj > hi:
-                    t = mj - hi
+                elif glo[j] > hi:
+                    t = glo[j] - hi
                     near += t * t
-                    t = mj - lo
-                    far += t * t
-                else:
-                    t = max(mj - lo, hi - mj)
-                    far += t * t
+                t = max(hi - glo[j], ghi[j] - lo)
+                far += t * t
             if near > radius2:
                 continue
             if far <= radius2:
-                n_in += stop[node] - start[node]
+                n_group += stop[node] - start[node]
                 for j in range(d):
-                    add_pair(qs, qc, j, sum_s[node, j], sum_c[node, j])
+                    add_pair(gs, gc, j, sum_s[node, j], sum_c[node, j])
                 continue
             child = left[node]
             if child >= 0:
@@ -220,19 +296,44 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, r
                 top += 2
                 continue
             for i in range(start[node], stop[node]):
-                dist = 0.0
+                near = 0.0
+                far = 0.0
                 for j in range(d):
-                    t = points[i, j] - m[j]
-                    dist += t * t
-                if dist <= radius2:
-                    n_in += 1
+                    p = points[i, j]
+                    if p < glo[j]:
+                        t = glo[j] - p
+                        near += t * t
+                    elif p > ghi[j]:
+                        t = p - ghi[j]
+                        near += t * t
+                    t = max(p - glo[j], ghi[j] - p)
+                    far += t * t
+                if near > radius2:
+                    continue
+                if far <= radius2:
+                    n_group += 1
                     for j in range(d):
-                        add_value(qs, qc, j, points[i, j])
-        count[q] = n_in
+                        add_value(gs, gc, j, points[i, j])
+                    continue
+                for r in range(first, last):  # near some spheres: decide seed by seed
+                    q = order[r]
+                    dist = 0.0
+                    for j in range(d):
+                        t = points[i, j] - centers[q, j]
+                        dist += t * t
+                    if dist <= radius2:
+                        count[q] += 1
+                        for j in range(d):
+                            add_value(out_s[q], out_c[q], j, points[i, j])
+        for r in range(first, last):
+            q = order[r]
+            count[q] += n_group
+            for j in range(d):
+                add_pair(out_s[q], out_c[q], j, gs[j], gc[j])
     return count, out_s, out_c
 
 
-def ball_sums(index: ChunkIndex, centers: np.ndarray, bandwidth: float):
+def ball_sums(index: ChunkIndex, centers: np.ndarray, bandwidth: float, groups=None):
     """Count and sum, per center, the chunk's points within ``bandwidth`` (boundary included).
 
     Parameters
@@ -243,6 +344,9 @@ def ball_sums(index: ChunkIndex, centers: np.ndarray, bandwidth: float):
         Ball centers (float64).
     bandwidth : float
         Ball radius.
+    groups : tuple of ndarray, optional
+        ``(order, bounds)`` from :func:`group_seeds`; computed here when omitted (pass it
+        to share one grouping among all chunks of a pass).
 
     Returns
     -------
@@ -251,4 +355,5 @@ def ball_sums(index: ChunkIndex, centers: np.ndarray, bandwidth: float):
         Compensated coordinate sums (``s + c`` is the sum).
     """
     centers = np.ascontiguousarray(centers, dtype=np.float64)
-    return _ball_sums(*index, centers, float(bandwidth) * float(bandwidth))
+    order, bounds = group_seeds(centers, bandwidth) if groups is None else groups
+    return _ball_sums(*index, centers, order, bounds, float(bandwidth) * float(bandwidth))

@@ -25,7 +25,7 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 
 from dshift import _compensated, _dask
-from dshift.index import ball_sums
+from dshift.index import ball_sums, group_seeds
 
 log = logging.getLogger("dshift")
 
@@ -45,8 +45,10 @@ def _unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _pass(indexes: Sequence[Delayed], centers: np.ndarray, bandwidth: float, n_jobs: int | None):
     """Count and compensated sum within bandwidth of each center, over all chunks."""
-    centers_d = delayed(centers, pure=True)  # one key: shipped once per worker, kept by lineage
-    parts = [delayed(ball_sums, pure=True)(ix, centers_d, bandwidth) for ix in indexes]
+    # One key each: shipped once per worker and recomputable from lineage (not scattered).
+    centers_d = delayed(centers, pure=True)
+    groups_d = delayed(group_seeds(centers, bandwidth), pure=True)
+    parts = [delayed(ball_sums, pure=True)(ix, centers_d, bandwidth, groups_d) for ix in indexes]
     (total,) = _dask.compute(_dask.tree_reduce(parts, _compensated.combine), n_jobs=n_jobs)
     return total
 
