@@ -43,7 +43,7 @@ def _kth_distances(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def kth_neighbour_mean(x: np.ndarray, quantile: float) -> float:
+def kth_neighbour_mean(x: np.ndarray, quantile: float) -> np.float64:
     """scikit-learn's bandwidth formula on exactly the rows ``x`` (pure NumPy in, float out).
 
     Parameters
@@ -60,7 +60,7 @@ def kth_neighbour_mean(x: np.ndarray, quantile: float) -> float:
     m = len(x)
     k = max(int(m * quantile), 1)
     dist = _kth_distances(np.ascontiguousarray(x, dtype=np.float64), min(k, m))
-    total = 0.0
+    total = np.float64(0.0)
     for b in range(0, m, _BATCH):
         total += dist[b : b + _BATCH].sum()
     return total / m
@@ -85,7 +85,9 @@ def sample_rows(n_rows: int, n_samples: int, random_state) -> np.ndarray:
     return picked[:n_samples]
 
 
-def estimate_bandwidth(X, *, quantile: float = 0.3, n_samples: int | None = None, random_state=0, n_jobs=None) -> float:
+def estimate_bandwidth(
+    X, *, quantile: float = 0.3, n_samples: int | None = None, random_state=0, n_jobs=None
+) -> np.float64:
     """Estimate the bandwidth to use with mean shift (scikit-learn's definition).
 
     Parameters
@@ -106,8 +108,9 @@ def estimate_bandwidth(X, *, quantile: float = 0.3, n_samples: int | None = None
 
     Returns
     -------
-    float
-        The bandwidth (0.0 when the sampled rows are all identical).
+    numpy.float64
+        The bandwidth (0.0 when the sampled rows are all identical); a NumPy scalar,
+        as scikit-learn returns (it matters for float32 data's bin seeds).
     """
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {quantile!r}")
@@ -133,4 +136,4 @@ def estimate_bandwidth(X, *, quantile: float = 0.3, n_samples: int | None = None
             x = x[rows]
     if not np.isfinite(x).all():
         raise ValueError("Input X contains NaN or infinity.")
-    return float(kth_neighbour_mean(x, quantile))
+    return np.float64(kth_neighbour_mean(x, quantile))

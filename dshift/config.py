@@ -43,6 +43,7 @@ __all__ = [
     "parse_config",
     "is_url",
     "absolute_path",
+    "format_validation_error",
 ]
 
 _ADDRESS_RE = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://\S+$")
@@ -301,7 +302,7 @@ def parse_config(data: Any, *, source: str = "config") -> Config:
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc)) from None
+        raise ConfigError(format_validation_error(exc)) from None
     cfg.input.path = absolute_path(cfg.input.path)
     cfg.output.path = absolute_path(cfg.output.path)
     tls = cfg.cluster.tls
@@ -493,7 +494,8 @@ def _error_message(err: dict) -> str:
     return f"{where}: {err.get('msg', kind)}{got}"
 
 
-def _format_validation_error(exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError) -> str:
+    """One line for a pydantic ValidationError: up to three ``key: problem`` messages."""
     messages: list[str] = []
     for err in exc.errors(include_url=False):
         msg = _error_message(err)

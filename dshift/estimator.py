@@ -87,14 +87,15 @@ def fit_stages(
         bandwidth = estimate_bandwidth(X if data.lazy else data.local, n_jobs=n_jobs)
         log.info("bandwidth estimated: %.6g", bandwidth)
         lap("bandwidth")
+    # The bandwidth object itself sizes the bins: NumPy's promotion of float32 data by a
+    # Python float or an np.float64 decides the bins' and seeds' dtype, as in scikit-learn.
+    bin_size = bandwidth
     bandwidth = float(bandwidth)
     use_bins = bin_seeding and seeds is None and bandwidth > 0
-    work = X if X.dtype.kind == "f" else X.astype(np.float64)
-
     # Pass 1: scan. In-memory input was validated already and needs it only for bins.
     table = None
     if data.lazy or use_bins:
-        result = scan(work, bandwidth if use_bins else None, n_jobs=n_jobs)
+        result = scan(X, bin_size if use_bins else None, n_jobs=n_jobs)
         if result.n_nonfinite:
             raise ValueError(f"Input X contains NaN or infinity ({result.n_nonfinite} of {result.n_rows} rows).")
         table = result.table
@@ -102,15 +103,15 @@ def fit_stages(
     if seeds is not None:
         start = _explicit_seeds(seeds, n_features)
     else:
-        start = seeds_from_table(table, bandwidth, min_bin_freq, n_rows) if use_bins else None
+        start = seeds_from_table(table, bin_size, min_bin_freq, n_rows) if use_bins else None
         if start is None:  # every point is a seed
-            start = np.asarray(work.compute() if data.lazy else data.local)
+            start = np.asarray(X.compute() if data.lazy else data.local)
     lap("seeding")
     log.info("seeding: %d seeds from %d rows", len(start), n_rows)
 
     # Pass 2: the chunks' k-d trees, kept in memory when they fit (else rebuilt per pass).
-    indexes = [delayed(build_index, pure=True)(block) for block in work.to_delayed().ravel()]
-    if not data.lazy or _dask.should_persist(int(work.nbytes * 1.3)):
+    indexes = [delayed(build_index, pure=True)(block) for block in X.to_delayed().ravel()]
+    if not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3)):
         indexes = list(_dask.persist(*indexes, n_jobs=n_jobs))
         log.info("index: %d chunk trees in memory", len(indexes))
     else:

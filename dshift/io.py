@@ -45,6 +45,7 @@ __all__ = [
     "select_feature_columns",
     "read_errors_as_user_errors",
     "scan_features",
+    "float_features",
     "feature_array",
     "label_partition",
     "label_frame",
@@ -53,6 +54,11 @@ __all__ = [
     "OutputStage",
     "write_json",
     "write_bytes",
+    "read_json",
+    "InputSource",
+    "InputData",
+    "open_input",
+    "scan_input",
 ]
 
 logger = logging.getLogger("dshift.batch")
@@ -60,6 +66,8 @@ logger = logging.getLogger("dshift.batch")
 #: File name endings that count as Parquet when a directory is read (as in dask).
 PARQUET_EXTENSIONS = (".parq", ".parquet", ".pq")
 SUCCESS_MARKER = "_SUCCESS"
+#: Names of the input settings in messages (``dshift predict`` uses its option names).
+INPUT_KEYS = {"path": "input.path", "columns": "input.columns", "nan_policy": "input.nan_policy:"}
 # Written first into an object-store output during a commit, removed after _SUCCESS: an output
 # prefix holding it (and no _SUCCESS) is a half-copied leftover of a killed job.
 COMMITTING_MARKER = "_DSHIFT_COMMITTING"
@@ -385,15 +393,37 @@ def scan_features(features: dd.DataFrame, url: str) -> ScanResult:
     return ScanResult(rows=stats["rows"].astype(int).tolist(), nonfinite=stats["nonfinite"].astype(int).tolist())
 
 
+def float_features(features: dd.DataFrame) -> dd.DataFrame:
+    """The feature columns as float64, with partitions fixed once and for all.
+
+    dask-expr fuses the partitions of a column-projected Parquet read at optimisation time, so
+    ``npartitions`` of the lazy frame can differ from what a compute sees. Optimising here
+    settles the (fused) partitioning, so per-partition counts from :func:`scan_features` line
+    up with the chunks of :func:`feature_array`.
+
+    Parameters
+    ----------
+    features : dask.dataframe.DataFrame
+        Numeric feature columns (column-projected read).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+    """
+    meta = pd.DataFrame({c: pd.Series([], dtype="float64") for c in features.columns})
+    return features.map_partitions(_as_float_frame, meta=meta).optimize()
+
+
 def feature_array(features: dd.DataFrame, scan: ScanResult, *, drop_nonfinite: bool) -> da.Array:
     """The features as a float64 Dask array (rows chunked by partition, one column chunk).
 
     Parameters
     ----------
     features : dask.dataframe.DataFrame
-        The feature columns.
+        From :func:`float_features`.
     scan : ScanResult
-        From :func:`scan_features`; gives the chunk lengths without another pass.
+        From :func:`scan_features` on the same frame; gives the chunk lengths without
+        another pass.
     drop_nonfinite : bool
         Leave out rows with NaN/inf (``nan_policy: drop``).
 
@@ -402,10 +432,11 @@ def feature_array(features: dd.DataFrame, scan: ScanResult, *, drop_nonfinite: b
     dask.array.Array
         Shape (n_kept_rows, n_features); partitions left with no rows are skipped.
     """
+    if features.npartitions != len(scan.rows):
+        raise RuntimeError(f"partitioning changed: {features.npartitions} partitions, {len(scan.rows)} scanned")
     counts = [r - b for r, b in zip(scan.rows, scan.nonfinite)] if drop_nonfinite else list(scan.rows)
     keep = [i for i, n in enumerate(counts) if n > 0]
-    frame = features.map_partitions(_finite_rows if drop_nonfinite else _as_float_frame,
-                                    meta=pd.DataFrame({c: pd.Series([], dtype="float64") for c in features.columns}))
+    frame = features.map_partitions(_finite_rows, meta=features._meta) if drop_nonfinite else features
     if len(keep) < len(counts):
         frame = frame.partitions[keep]
     return frame.to_dask_array(lengths=[counts[i] for i in keep])
@@ -478,6 +509,11 @@ def label_frame(
     )
 
 
+def _label_counts(labels: pd.Series) -> pd.Series:
+    values, counts = np.unique(labels.to_numpy(), return_counts=True)
+    return pd.Series(counts.astype("int64"), index=values.astype("int64"), name="count")
+
+
 def _part_name(i: int) -> str:
     return f"part.{i:05d}.parquet"
 
@@ -530,14 +566,17 @@ def write_labels(
         name_function=_part_name,
         compute=False,
     )
-    parts: list[Any] = [write, labelled[label_column].value_counts()]
+    # Per-partition counts summed on the driver: k values per partition, and no shuffle
+    # (dask-expr's value_counts may shuffle).
+    counts = labelled[label_column].map_partitions(_label_counts, meta=pd.Series([], dtype="int64", name="count"))
+    parts: list[Any] = [write, counts]
     if sample_columns is not None and sample_rows > 0 and n_rows > 0:
         frac = min(1.0, sample_rows / n_rows)
         parts.append(labelled[list(sample_columns)].sample(frac=frac, random_state=0))
     with read_errors_as_user_errors(input_url):
         results = dask.compute(*parts)
-    counts = results[1]
-    sizes = {int(k): int(v) for k, v in sorted(counts.items())}
+    totals = results[1].groupby(level=0).sum()
+    sizes = {int(k): int(v) for k, v in sorted(totals.items())}
     sample = results[2] if len(results) > 2 else None
     return sizes, sample
 
@@ -616,14 +655,17 @@ class OutputStage:
         Replace an existing output.
     what : str
         Name of the setting, for messages.
+    overwrite_hint : str
+        How the user allows replacing, for messages.
     """
 
     def __init__(self, url: str, storage_options: Optional[dict] = None, *, overwrite: bool = False,
-                 what: str = "output.path") -> None:
+                 what: str = "output.path", overwrite_hint: str = "set output.overwrite: true") -> None:
         self.url = url
         self.storage_options = dict(storage_options or {})
         self.overwrite = overwrite
         self.what = what
+        self.overwrite_hint = overwrite_hint
         self.fs, root = _url_to_fs(url, self.storage_options, what)
         self.local = isinstance(self.fs, LocalFileSystem)
         self.root = root.rstrip("/")
@@ -657,7 +699,7 @@ class OutputStage:
         UserError
         """
         if self._target_state() == "present" and not self.overwrite:
-            raise UserError(f"{self.what}: {self.url!r} already exists; set output.overwrite: true to replace it")
+            raise UserError(f"{self.what}: {self.url!r} already exists; {self.overwrite_hint} to replace it")
 
     # -- staging --------------------------------------------------------------------------------
     def open(self) -> "OutputStage":
@@ -802,28 +844,62 @@ def read_json(url: str, storage_options: Optional[dict] = None, *, what: str = "
 
 
 @dataclass
+class InputSource:
+    """The input after the driver-side checks (no data read yet).
+
+    Attributes
+    ----------
+    files : InputFiles
+        The Parquet files (footers checked).
+    data : dask.dataframe.DataFrame
+        Every column (for the labelled output).
+    feature_columns : list of str
+        The features, in order.
+    features : dask.dataframe.DataFrame
+        Float64 features from a column-projected read (:func:`float_features`).
+    keys : dict
+        Names of the settings for messages: ``path``, ``columns``, ``nan_policy``.
+    """
+
+    files: InputFiles
+    data: dd.DataFrame
+    feature_columns: list[str]
+    features: dd.DataFrame
+    keys: dict[str, str] = field(default_factory=lambda: dict(INPUT_KEYS))
+
+    @property
+    def url(self) -> str:
+        """The input path or URL."""
+        return self.files.url
+
+
+@dataclass
 class InputData:
     """The input, checked and scanned: what the fit and the labelling need.
 
     Attributes
     ----------
-    files : InputFiles
-        The Parquet files.
-    data : dask.dataframe.DataFrame
-        Every column (for the labelled output).
-    feature_columns : list of str
-        The features, in order.
+    source : InputSource
+        From :func:`open_input`.
     scan : ScanResult
         Row and non-finite counts per partition.
     X : dask.array.Array
         Float64 features to fit on (non-finite rows left out under ``nan_policy: drop``).
     """
 
-    files: InputFiles
-    data: dd.DataFrame
-    feature_columns: list[str]
+    source: InputSource
     scan: ScanResult
     X: da.Array
+
+    @property
+    def data(self) -> dd.DataFrame:
+        """Every input column."""
+        return self.source.data
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The features, in order."""
+        return self.source.feature_columns
 
     @property
     def n_rows(self) -> int:
@@ -836,16 +912,15 @@ class InputData:
         return int(self.X.shape[0])
 
 
-def read_input(
+def open_input(
     url: str,
     *,
     storage_options: Optional[dict] = None,
     columns: Optional[Sequence[str]] = None,
-    nan_policy: str = "error",
     label_column: Optional[str] = None,
-    what: str = "input",
-) -> InputData:
-    """List, check, and scan the input; build the lazy feature array.
+    keys: Optional[dict[str, str]] = None,
+) -> InputSource:
+    """Driver-side checks of the input, reading metadata only (no cluster needed).
 
     Parameters
     ----------
@@ -855,12 +930,40 @@ def read_input(
         Passed to fsspec.
     columns : sequence of str, optional
         Feature columns; every numeric column when None.
-    nan_policy : {"error", "drop"}
-        What to do with rows holding NaN or infinity in a feature.
     label_column : str, optional
         The label column to be added (must not exist yet).
-    what : str
-        Config section name, for messages.
+    keys : dict, optional
+        Setting names for messages (default :data:`INPUT_KEYS`, the config's names).
+
+    Returns
+    -------
+    InputSource
+
+    Raises
+    ------
+    UserError
+        Missing path, no Parquet files, corrupt file, missing or non-numeric columns.
+    """
+    keys = {**INPUT_KEYS, **(keys or {})}
+    files = list_input_files(url, storage_options, what=keys["path"])
+    check_parquet_files(files)
+    data = read_parquet(files, storage_options)
+    feature_columns = select_feature_columns(data, columns, label_column=label_column, what=keys["columns"])
+    # Column projection: the fit passes read only the feature columns from Parquet.
+    with read_errors_as_user_errors(url):
+        features = float_features(read_parquet(files, storage_options, columns=feature_columns))
+    return InputSource(files=files, data=data, feature_columns=feature_columns, features=features, keys=keys)
+
+
+def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
+    """One pass on the workers: row counts and NaN/inf check; then the lazy feature array.
+
+    Parameters
+    ----------
+    source : InputSource
+        From :func:`open_input`.
+    nan_policy : {"error", "drop"}
+        What to do with rows holding NaN or infinity in a feature.
 
     Returns
     -------
@@ -869,31 +972,26 @@ def read_input(
     Raises
     ------
     UserError
-        Missing path, corrupt file, missing or non-numeric columns, empty data set, or
-        non-finite values with ``nan_policy: error``.
+        Empty data set, unreadable data, or non-finite values with ``nan_policy: error``.
     """
-    files = list_input_files(url, storage_options, what=f"{what}.path")
-    check_parquet_files(files)
-    data = read_parquet(files, storage_options)
-    feature_columns = select_feature_columns(data, columns, label_column=label_column, what=f"{what}.columns")
-    # Column projection: the fit passes read only the feature columns from Parquet.
-    features = read_parquet(files, storage_options, columns=feature_columns)
-    scan = scan_features(features, url)
+    keys, url, feature_columns = source.keys, source.url, source.feature_columns
+    scan = scan_features(source.features, url)
     if scan.n_rows == 0:
-        raise UserError(f"{what}.path: the input data set {url!r} is empty (0 rows)")
+        raise UserError(f"{keys['path']}: the input data set {url!r} is empty (0 rows)")
     if scan.n_nonfinite:
         if nan_policy != "drop":
             raise UserError(
-                f"{what}: {scan.n_nonfinite:,} of {scan.n_rows:,} rows have NaN or infinity in the feature columns "
-                f"({', '.join(feature_columns)}); clean the data or set {what}.nan_policy: drop"
+                f"{keys['path']}: {scan.n_nonfinite:,} of {scan.n_rows:,} rows have NaN or infinity in the feature "
+                f"columns ({', '.join(feature_columns)}); clean the data or set {keys['nan_policy']} drop"
             )
         if scan.n_nonfinite == scan.n_rows:
-            raise UserError(f"{what}: every row has NaN or infinity in the feature columns; nothing to fit")
+            raise UserError(f"{keys['path']}: every row has NaN or infinity in the feature columns; nothing to fit")
         logger.info("read: dropping %s rows with NaN/inf from the fit (they get label -1)", f"{scan.n_nonfinite:,}")
-    X = feature_array(features, scan, drop_nonfinite=nan_policy == "drop")
+    X = feature_array(source.features, scan, drop_nonfinite=nan_policy == "drop")
+    n_files = len(source.files.files)
     logger.info(
         "read: %d file%s, %d partitions, %s rows, %d features (%s)",
-        len(files.files), "" if len(files.files) == 1 else "s", len(scan.rows), f"{scan.n_rows:,}",
+        n_files, "" if n_files == 1 else "s", len(scan.rows), f"{scan.n_rows:,}",
         len(feature_columns), ", ".join(feature_columns),
     )
-    return InputData(files=files, data=data, feature_columns=feature_columns, scan=scan, X=X)
+    return InputData(source=source, scan=scan, X=X)

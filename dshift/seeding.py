@@ -40,52 +40,102 @@ class ScanResult(NamedTuple):
     table: BinTable | None
 
 
-@njit(nogil=True, cache=True)
-def _group_rows(keys: np.ndarray):
-    """Number identical rows of ``keys`` by first appearance (open-addressing hash table).
+@njit(inline="always", cache=True)
+def _slot(bits: np.ndarray, mask: int) -> int:
+    h = np.uint64(1469598103934665603)
+    for j in range(bits.shape[0]):
+        h = (h ^ np.uint64(bits[j])) * np.uint64(1099511628211)
+    h ^= h >> np.uint64(29)
+    return np.int64(h & np.uint64(mask))
 
-    Returns ``(group of each row, first row of each group)``.
+
+@njit(cache=True)
+def _insert(keys, counts, first, slots, n_groups, key_bits, weight, row):
+    """Add ``weight`` to the group of key ``key_bits`` (a new group starts at ``row``).
+
+    Returns the (possibly regrown) arrays and the new group count; groups are numbered
+    in order of first appearance.
     """
-    n, d = keys.shape
-    size = 1
-    while size < 2 * n + 2:
-        size *= 2
-    mask = size - 1
-    slots = np.full(size, -1, np.int64)  # group id held by each slot
-    group = np.empty(n, np.int64)
-    first = np.empty(n, np.int64)
-    bits = keys.view(np.int64)
+    mask = slots.shape[0] - 1
+    kbits = keys.view(np.int64)
+    s = _slot(key_bits, mask)
+    while True:
+        g = slots[s]
+        if g < 0:
+            break
+        same = True
+        for j in range(key_bits.shape[0]):
+            if kbits[g, j] != key_bits[j]:
+                same = False
+                break
+        if same:
+            counts[g] += weight
+            return keys, counts, first, slots, n_groups
+        s = (s + 1) & mask
+    if n_groups == keys.shape[0]:  # grow the group store
+        keys = np.concatenate((keys, np.empty_like(keys)))
+        counts = np.concatenate((counts, np.zeros_like(counts)))
+        first = np.concatenate((first, np.empty_like(first)))
+        kbits = keys.view(np.int64)
+    for j in range(key_bits.shape[0]):
+        kbits[n_groups, j] = key_bits[j]
+    counts[n_groups] = weight
+    first[n_groups] = row
+    slots[s] = n_groups
+    n_groups += 1
+    if 2 * n_groups > slots.shape[0]:  # keep the table at most half full
+        slots = np.full(2 * slots.shape[0], -1, np.int64)
+        mask = slots.shape[0] - 1
+        for g in range(n_groups):
+            s = _slot(kbits[g], mask)
+            while slots[s] >= 0:
+                s = (s + 1) & mask
+            slots[s] = g
+    return keys, counts, first, slots, n_groups
+
+
+def _empty_store(d: int):
+    return np.empty((64, d)), np.zeros(64, np.int64), np.empty(64, np.int64), np.full(128, -1, np.int64)
+
+
+@njit(nogil=True, cache=True)
+def _scan_rows(chunk, bin_size, div32, with_bins, keys, counts, first, slots):
+    n, d = chunk.shape
+    key = np.empty(d)
+    key_bits = key.view(np.int64)
+    b32 = np.float32(bin_size)
     n_groups = 0
+    n_bad = 0
     for i in range(n):
-        h = np.uint64(1469598103934665603)
+        finite = True
         for j in range(d):
-            h = (h ^ np.uint64(bits[i, j])) * np.uint64(1099511628211)
-        h ^= h >> np.uint64(29)
-        slot = np.int64(h & np.uint64(mask))
-        while True:
-            g = slots[slot]
-            if g < 0:
-                slots[slot] = n_groups
-                first[n_groups] = i
-                group[i] = n_groups
-                n_groups += 1
+            v = chunk[i, j]
+            if not np.isfinite(v):
+                finite = False
                 break
-            r = first[g]
-            same = True
-            for j in range(d):
-                if bits[r, j] != bits[i, j]:
-                    same = False
-                    break
-            if same:
-                group[i] = g
-                break
-            slot = (slot + 1) & mask
-    return group, first[:n_groups]
+            if div32:  # float32 data over a weakly typed bin size divides in float32
+                key[j] = np.float64(np.rint(np.float32(v) / b32)) + 0.0
+            else:
+                key[j] = np.rint(np.float64(v) / bin_size) + 0.0  # -0.0 and 0.0: one bin
+        if not finite:
+            n_bad += 1
+        elif with_bins and n_bad == 0:
+            keys, counts, first, slots, n_groups = _insert(keys, counts, first, slots, n_groups, key_bits, 1, i)
+    return n_bad, keys[:n_groups], counts[:n_groups], first[:n_groups]
 
 
-def _bins_of(chunk: np.ndarray, bin_size: float) -> np.ndarray:
-    # "+ 0.0" turns -0.0 into 0.0: scikit-learn's dict treats them as one bin.
-    return np.ascontiguousarray(np.rint(chunk / bin_size) + 0.0, dtype=np.float64)
+@njit(nogil=True, cache=True)
+def _merge_rows(bins, weights, firsts, keys, counts, first, slots):
+    n_groups = 0
+    bits = bins.view(np.int64)
+    for i in range(bins.shape[0]):
+        keys, counts, first, slots, n_groups = _insert(keys, counts, first, slots, n_groups, bits[i], weights[i], firsts[i])
+    return keys[:n_groups], counts[:n_groups], first[:n_groups]
+
+
+def _divides_in_float32(dtype: np.dtype, bin_size) -> bool:
+    # NumPy's promotion: a float32 array over a Python number (or float32) stays float32.
+    return np.dtype(dtype) == np.float32 and not isinstance(bin_size, (np.float64, np.longdouble))
 
 
 def bin_table(chunk: np.ndarray, bin_size: float, offset: int = 0) -> BinTable:
@@ -94,7 +144,7 @@ def bin_table(chunk: np.ndarray, bin_size: float, offset: int = 0) -> BinTable:
     Parameters
     ----------
     chunk : ndarray of shape (n, d)
-        Rows (not modified).
+        Finite rows (not modified).
     bin_size : float
         Grid spacing (> 0).
     offset : int
@@ -104,26 +154,40 @@ def bin_table(chunk: np.ndarray, bin_size: float, offset: int = 0) -> BinTable:
     -------
     BinTable
     """
-    bins = _bins_of(chunk, bin_size)
-    group, first = _group_rows(bins)
-    counts = np.bincount(group, minlength=len(first)).astype(np.int64)
-    return BinTable(bins[first], counts, first.astype(np.int64) + offset)
+    return scan_chunk(chunk, offset, bin_size).table
 
 
 def merge_tables(a: BinTable, b: BinTable) -> BinTable:
     """Merge the tables of two row ranges, ``a`` before ``b``."""
-    bins = np.concatenate([a.bins, b.bins])
-    group, first = _group_rows(bins)
-    counts = np.bincount(group, weights=np.concatenate([a.counts, b.counts]), minlength=len(first))
-    return BinTable(bins[first], counts.astype(np.int64), np.concatenate([a.first, b.first])[first])
+    bins = np.ascontiguousarray(np.concatenate([a.bins, b.bins]))
+    return BinTable(
+        *_merge_rows(
+            bins,
+            np.concatenate([a.counts, b.counts]),
+            np.concatenate([a.first, b.first]),
+            *_empty_store(bins.shape[1]),
+        )
+    )
 
 
 def scan_chunk(chunk: np.ndarray, offset: int, bin_size: float | None) -> ScanResult:
-    """One chunk's share of the scan pass: row count, rows with NaN/inf, and bin table."""
-    finite_rows = np.isfinite(chunk).all(axis=1)
-    n_bad = int(len(chunk) - np.count_nonzero(finite_rows))
-    table = bin_table(chunk, bin_size, offset) if bin_size and n_bad == 0 else None
-    return ScanResult(len(chunk), n_bad, table)
+    """One chunk's share of the scan pass: row count, rows with NaN/inf, and bin table.
+
+    One compiled pass over the rows; the table is only kept while all rows are finite.
+    """
+    chunk = np.ascontiguousarray(chunk)
+    if not np.issubdtype(chunk.dtype, np.floating):
+        chunk = chunk.astype(np.float64)
+    with_bins = bool(bin_size)
+    n_bad, keys, counts, first = _scan_rows(
+        chunk,
+        float(bin_size) if with_bins else 1.0,
+        with_bins and _divides_in_float32(chunk.dtype, bin_size),
+        with_bins,
+        *_empty_store(chunk.shape[1]),
+    )
+    table = BinTable(keys, counts, first + offset) if with_bins and n_bad == 0 else None
+    return ScanResult(len(chunk), int(n_bad), table)
 
 
 def merge_scans(a: ScanResult, b: ScanResult) -> ScanResult:
@@ -177,8 +241,9 @@ def seeds_from_table(table: BinTable, bin_size: float, min_bin_freq: int, n_rows
             f"(the fullest holds {int(table.counts.max(initial=0))}): lower min_bin_freq, "
             "increase the bandwidth or turn bin_seeding off."
         )
-    # As scikit-learn: the integral bins become float32 before the float32 product.
-    return table.bins[keep].astype(np.float32) * np.float32(bin_size)
+    # As scikit-learn: the integral bins become float32, then NumPy's promotion rules
+    # decide the product's dtype (float32 for a Python float, float64 for np.float64).
+    return table.bins[keep].astype(np.float32) * bin_size
 
 
 def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1):
