@@ -13,9 +13,20 @@ from typing import NamedTuple
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
+import pandas as pd
 from sklearn.utils.validation import validate_data
 
 from dshift import _dask
+
+
+class NonFiniteError(ValueError):
+    """Input holds NaN or infinity (a ValueError, as in scikit-learn)."""
+
+    @classmethod
+    def rows(cls, n_bad: int | None = None, n_rows: int | None = None) -> "NonFiniteError":
+        """The error, with the count of bad rows when known."""
+        counted = "" if n_bad is None else f" ({n_bad} of {n_rows} rows)"
+        return cls(f"Input X contains NaN or infinity{counted}.")
 
 
 class Prepared(NamedTuple):
@@ -40,7 +51,7 @@ def working_dtype(dtype: np.dtype) -> np.dtype:
 def _dataframe_to_array(df: dd.DataFrame) -> da.Array:
     if isinstance(df, dd.Series):
         df = df.to_frame()
-    bad = [str(c) for c, t in df.dtypes.items() if not (np.issubdtype(t, np.number) or t == bool)]
+    bad = [str(c) for c, t in df.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
     if bad:
         raise ValueError(f"Feature columns must be numeric; not numeric: {', '.join(bad)}")
     return df.to_dask_array(lengths=True)

@@ -135,5 +135,5 @@ def estimate_bandwidth(
         if rows is not None:
             x = x[rows]
     if not np.isfinite(x).all():
-        raise ValueError("Input X contains NaN or infinity.")
+        raise _input.NonFiniteError.rows()
     return np.float64(kth_neighbour_mean(x, quantile))

@@ -84,7 +84,11 @@ def fit_stages(
         clock = now
 
     if bandwidth is None:
-        bandwidth = estimate_bandwidth(X if data.lazy else data.local, n_jobs=n_jobs)
+        try:
+            bandwidth = estimate_bandwidth(X if data.lazy else data.local, n_jobs=n_jobs)
+        except _input.NonFiniteError:  # seen in the sample: count the bad rows for the message
+            result = scan(X, None, n_jobs=n_jobs)
+            raise _input.NonFiniteError.rows(result.n_nonfinite, result.n_rows) from None
         log.info("bandwidth estimated: %.6g", bandwidth)
         lap("bandwidth")
     # The bandwidth object itself sizes the bins: NumPy's promotion of float32 data by a
@@ -97,7 +101,7 @@ def fit_stages(
     if data.lazy or use_bins:
         result = scan(X, bin_size if use_bins else None, n_jobs=n_jobs)
         if result.n_nonfinite:
-            raise ValueError(f"Input X contains NaN or infinity ({result.n_nonfinite} of {result.n_rows} rows).")
+            raise _input.NonFiniteError.rows(result.n_nonfinite, result.n_rows)
         table = result.table
         lap("scan")
     if seeds is not None:
@@ -264,7 +268,7 @@ def _n_threads(n_jobs: int | None) -> int | None:
 
 @validate_params(
     {
-        "X": ["no_validation"],
+        "X": "no_validation",
         "bandwidth": [Interval(Real, 0, None, closed="neither"), None],
         "seeds": ["array-like", None],
         "bin_seeding": ["boolean"],

@@ -271,11 +271,11 @@ def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1):
     """
     if bin_size == 0:
         return X
-    from dshift._input import as_row_chunked
+    from dshift._input import NonFiniteError, as_row_chunked
 
     arr = as_row_chunked(X)
     result = scan(arr, bin_size)
     if result.n_nonfinite:
-        raise ValueError(f"Input X contains NaN or infinity ({result.n_nonfinite} rows).")
+        raise NonFiniteError.rows(result.n_nonfinite, result.n_rows)
     seeds = seeds_from_table(result.table, bin_size, min_bin_freq, result.n_rows)
     return X if seeds is None else seeds

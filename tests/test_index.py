@@ -1,0 +1,126 @@
+"""dshift.index: per-chunk k-d tree with node counts and compensated sums vs brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _parity import brute_ball, exact_sum
+from dshift.index import ChunkIndex, build_index, ball_sums
+
+
+def _check_ball_sums(X, centers, bandwidth, leaf_size):
+    ix = build_index(X, leaf_size=leaf_size)
+    count, s, c = ball_sums(ix, centers, bandwidth)
+    assert count.dtype == np.int64 and count.shape == (len(centers),)
+    assert s.shape == c.shape == (len(centers), X.shape[1])
+    for q, m in enumerate(np.asarray(centers, dtype=np.float64)):
+        inside = brute_ball(X, m, bandwidth)
+        assert count[q] == inside.sum(), (q, count[q], inside.sum())
+        # compensated sum rounds to the correctly rounded sum
+        np.testing.assert_array_equal(s[q] + c[q], exact_sum(X[inside]) if inside.any() else np.zeros(X.shape[1]))
+    return count
+
+
+@pytest.mark.parametrize("leaf_size", [1, 2, 5, 64])
+@pytest.mark.parametrize("d", [1, 2, 3, 8])
+def test_ball_sums_random_vs_brute(leaf_size, d):
+    rng = np.random.RandomState(d * 100 + leaf_size)
+    X = rng.normal(size=(400, d)) * rng.uniform(0.5, 3, size=d)
+    centers = np.vstack([X[:20], rng.normal(size=(10, d)) * 2, [[50.0] * d]])
+    for bw in (0.3, 1.0, 2.5, 1000.0):
+        count = _check_ball_sums(X, centers, bw, leaf_size)
+    assert count[-1] == len(X)  # huge ball: every point, through whole-node sums
+
+
+@pytest.mark.parametrize("leaf_size", [1, 4, 64])
+def test_boundary_points_exactly_at_bandwidth_are_inside(leaf_size):
+    # integer grid: squared distances are exact, many points lie exactly on the sphere
+    g = np.array([[i, j] for i in range(-6, 7) for j in range(-6, 7)], dtype=np.float64)
+    for bw in (1.0, 2.0, 5.0):  # 5: (3, 4) is exactly on the boundary
+        count = _check_ball_sums(g, np.array([[0.0, 0.0], [1.0, -2.0], [6.0, 6.0]]), bw, leaf_size)
+    assert count[0] == 81  # lattice points with i^2 + j^2 <= 25
+    one = build_index(np.array([[3.0, 4.0]]))
+    assert ball_sums(one, np.zeros((1, 2)), 5.0)[0][0] == 1
+    assert ball_sums(one, np.zeros((1, 2)), np.nextafter(5.0, 0))[0][0] == 0
+    # 1-D: exact boundary on both sides
+    x = np.arange(-5, 6, dtype=np.float64)[:, None]
+    cnt, s, c = ball_sums(build_index(x, leaf_size=leaf_size), np.array([[0.0], [0.5]]), 2.0)
+    np.testing.assert_array_equal(cnt, [5, 4])  # {-2..2} and {-1, 0, 1, 2} (|2.5| > 2)
+    np.testing.assert_array_equal(s + c, [[0.0], [2.0]])
+
+
+def test_duplicates_and_constant_chunk():
+    X = np.repeat(np.array([[1.0, 2.0], [1.0, 2.0], [4.0, 0.5]]), 50, axis=0)
+    count = _check_ball_sums(X, np.array([[1.0, 2.0], [4.0, 0.5], [2.5, 1.25]]), 0.0, 8)
+    np.testing.assert_array_equal(count, [100, 50, 0])
+    _check_ball_sums(X, X[:3], 1.0, 8)
+    const = np.full((300, 3), 0.1)
+    ix = build_index(const, leaf_size=4)
+    assert len(ix.start) == 1  # zero spread: one leaf, whatever its size
+    cnt, s, c = ball_sums(ix, const[:1], 0.0)
+    assert cnt[0] == 300
+    assert s[0, 0] + c[0, 0] == exact_sum(const)[0]  # 30.000000000000004 would be the naive sum
+
+
+def test_empty_chunk_and_one_row():
+    empty = build_index(np.empty((0, 3)))
+    assert empty.nbytes == 0 and len(empty.start) == 0
+    cnt, s, c = ball_sums(empty, np.zeros((4, 3)), 1.0)
+    np.testing.assert_array_equal(cnt, np.zeros(4, np.int64))
+    np.testing.assert_array_equal(s + c, np.zeros((4, 3)))
+    one = build_index(np.array([[1.0, -1.0, 2.0]]))
+    cnt, s, c = ball_sums(one, np.array([[1.0, -1.0, 2.0], [1.0, -1.0, 3.5]]), 1.0)
+    np.testing.assert_array_equal(cnt, [1, 0])
+    np.testing.assert_array_equal(s + c, [[1.0, -1.0, 2.0], [0.0, 0.0, 0.0]])
+
+
+def test_zero_centers():
+    ix = build_index(np.random.RandomState(0).normal(size=(10, 2)))
+    cnt, s, c = ball_sums(ix, np.empty((0, 2)), 1.0)
+    assert cnt.shape == (0,) and s.shape == (0, 2)
+
+
+def test_tree_invariants_and_input_untouched():
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(1000, 3)).astype(np.float32)
+    before = X.copy()
+    X.setflags(write=False)
+    ix = build_index(X, leaf_size=16)
+    np.testing.assert_array_equal(X, before)
+    assert isinstance(ix, ChunkIndex)
+    assert ix.points.dtype == np.float64
+    # rows are a permutation of the input
+    np.testing.assert_array_equal(np.sort(ix.points, axis=0), np.sort(before.astype(np.float64), axis=0))
+    assert sorted(map(tuple, ix.points)) == sorted(map(tuple, before.astype(np.float64)))
+    assert ix.start[0] == 0 and ix.stop[0] == 1000
+    for node in range(len(ix.start)):
+        a, b = ix.start[node], ix.stop[node]
+        pts = ix.points[a:b]
+        np.testing.assert_array_equal(pts.min(0), ix.lower[node])
+        np.testing.assert_array_equal(pts.max(0), ix.upper[node])
+        np.testing.assert_array_equal(ix.sum_s[node] + ix.sum_c[node], exact_sum(pts))
+        child = ix.left[node]
+        if child >= 0:
+            assert ix.start[child] == a and ix.stop[child + 1] == b and ix.stop[child] == ix.start[child + 1]
+        else:
+            assert b - a <= 16
+    assert ix.nbytes == sum(arr.nbytes for arr in ix)
+
+
+def test_integer_chunk_converted_to_float64():
+    X = np.array([[1, 2], [3, 4], [5, 6]], dtype=np.int32)
+    ix = build_index(X)
+    assert ix.points.dtype == np.float64
+    cnt, s, c = ball_sums(ix, [[3, 4]], 3.0)
+    assert cnt[0] == 3
+    np.testing.assert_array_equal(s + c, [[9.0, 12.0]])
+
+
+def test_compensated_sum_is_exact_where_naive_sum_is_not():
+    # 1e16 + 1 - 1e16: naive float sums lose the 1
+    X = np.array([[1e16], [1.0], [-1e16], [1.0]])
+    for leaf in (1, 64):
+        cnt, s, c = ball_sums(build_index(X, leaf_size=leaf), [[0.0]], 1e17)
+        assert cnt[0] == 4
+        assert s[0, 0] + c[0, 0] == 2.0

@@ -1,0 +1,87 @@
+"""dshift.merging.merge_modes vs scikit-learn's dict / sort / greedy de-dup, written out."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from _parity import reference_merge
+from dshift.merging import merge_modes
+
+
+def test_sort_by_intensity_then_coordinates_descending():
+    pos = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0], [-10.0, 5.0]])
+    inten = np.array([5, 7, 7, 3, 7])
+    out = merge_modes(pos, inten, 1.0)
+    # intensity 7 first, ties by the lexicographically larger center
+    np.testing.assert_array_equal(out, [[10.0, 0.0], [0.0, 10.0], [-10.0, 5.0], [0.0, 0.0], [10.0, 10.0]])
+    np.testing.assert_array_equal(out, reference_merge(pos, inten, 1.0))
+
+
+def test_second_coordinate_breaks_first_coordinate_ties():
+    pos = np.array([[1.0, -5.0], [1.0, 5.0], [1.0, 0.0]])
+    out = merge_modes(pos, np.array([2, 2, 2]), 1.0)
+    np.testing.assert_array_equal(out, [[1.0, 5.0], [1.0, 0.0], [1.0, -5.0]])
+
+
+def test_identical_positions_last_intensity_wins():
+    pos = np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 0.0]])
+    # first entry at (0, 0) has 9, the later one 1: the dict keeps 1, so (5, 5) with 4 leads
+    out = merge_modes(pos, np.array([9, 4, 1]), 1.0)
+    np.testing.assert_array_equal(out, [[5.0, 5.0], [0.0, 0.0]])
+    out = merge_modes(pos, np.array([1, 4, 9]), 1.0)
+    np.testing.assert_array_equal(out, [[0.0, 0.0], [5.0, 5.0]])
+    # a later seed without result (intensity 0) does not overwrite
+    out = merge_modes(np.vstack([pos, [[0.0, 0.0]]]), np.array([1, 4, 9, 0]), 1.0)
+    np.testing.assert_array_equal(out, [[0.0, 0.0], [5.0, 5.0]])
+
+
+def test_negative_zero_is_the_same_position():
+    pos = np.array([[-0.0, 1.0], [5.0, 5.0], [0.0, 1.0]])
+    out = merge_modes(pos, np.array([1, 4, 9]), 1.0)
+    np.testing.assert_array_equal(out, [[0.0, 1.0], [5.0, 5.0]])
+
+
+def test_dedup_boundary_inclusive():
+    pos = np.array([[0.0], [1.0], [2.0], [3.5]])
+    inten = np.array([10, 9, 8, 7])
+    # 1.0 is exactly bandwidth from 0.0: removed; 2.0 is 2 away: kept; 3.5 within 1.5 of 2.0
+    np.testing.assert_array_equal(merge_modes(pos, inten, 1.0), [[0.0], [2.0], [3.5]])
+    np.testing.assert_array_equal(merge_modes(pos, inten, 1.5), [[0.0], [2.0]])
+    np.testing.assert_array_equal(merge_modes(pos, inten, np.nextafter(1.0, 0)), pos)
+    # 2-D: (3, 4) is exactly 5 from the origin
+    pos2 = np.array([[0.0, 0.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(merge_modes(pos2, np.array([2, 1]), 5.0), [[0.0, 0.0]])
+
+
+def test_removed_center_does_not_remove_others():
+    # a (kept) removes b; b would have removed c, but b is gone, so c stays
+    pos = np.array([[0.0], [0.9], [1.8]])
+    out = merge_modes(pos, np.array([3, 2, 1]), 1.0)
+    np.testing.assert_array_equal(out, [[0.0], [1.8]])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_modes_vs_reference(seed):
+    rng = np.random.RandomState(seed)
+    d = 1 + seed % 3
+    base = rng.normal(size=(40, d)) * 3
+    pos = base[rng.randint(0, 40, size=200)] + rng.choice([0, 0, 0, 1e-9], size=(200, 1))
+    inten = rng.randint(0, 6, size=200)  # many ties, some zeros
+    for bw in (0.5, 1.0, 2.0):
+        np.testing.assert_array_equal(merge_modes(pos, inten, bw), reference_merge(pos, inten, bw))
+
+
+def test_dtype_kept_float32():
+    pos = np.array([[0.5, 0.25], [3.0, 3.0]], dtype=np.float32)
+    out = merge_modes(pos, np.array([1, 2]), 1.0)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [[3.0, 3.0], [0.5, 0.25]])
+
+
+def test_no_result_raises_sklearn_message():
+    msg = "No point was within bandwidth=2.500000 of any seed. Try a different seeding strategy or increase the bandwidth."
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        merge_modes(np.zeros((3, 2)), np.zeros(3, np.int64), 2.5)

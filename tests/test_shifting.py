@@ -1,0 +1,101 @@
+"""dshift.shifting.climb on tiny data vs scikit-learn's per-seed loop (brute force)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dask.delayed import delayed
+
+from _parity import reference_climb
+from dshift.index import build_index
+from dshift.shifting import climb
+
+
+def _indexes(X, rows):
+    return [delayed(build_index, pure=True)(X[a : a + rows]) for a in range(0, len(X), rows)]
+
+
+def _check(X, seeds, bandwidth, max_iter, rows=None, dtype=np.float64):
+    c = climb(_indexes(X, rows or len(X)), np.asarray(seeds, dtype=np.float64), bandwidth, max_iter, np.dtype(dtype))
+    refs = [reference_climb(X, s, bandwidth, max_iter, dtype) for s in np.asarray(seeds)]
+    assert c.position.dtype == dtype
+    for k, (m, n_in, _) in enumerate(refs):
+        assert c.intensity[k] == n_in, (k, c.intensity[k], n_in)
+        if n_in:
+            np.testing.assert_array_equal(c.position[k], m.astype(dtype))
+    assert c.n_iter == max(r[2] for r in refs)
+    return c
+
+
+def test_one_dimensional_walk_n_iter_semantics():
+    X = np.array([[0.0], [1.0], [2.0], [3.0], [10.0]])
+    # seed 0: ball {0,1} -> 0.5; ball {0,1} -> 0.5 (shift 0): stop after 1 completed step
+    c = _check(X, [[0.0]], 1.0, 300)
+    np.testing.assert_array_equal(c.position, [[0.5]])
+    assert c.intensity[0] == 2 and c.n_iter == 1
+    # intensity counted around the second-to-last position: seed 1.5 -> {1,2} -> 1.5
+    c = _check(X, [[1.5]], 1.0, 300)
+    assert c.intensity[0] == 2 and c.n_iter == 0
+
+
+@pytest.mark.parametrize("max_iter", [0, 1, 2, 3, 300])
+def test_max_iter(max_iter):
+    X = np.arange(20, dtype=np.float64)[:, None] ** 1.3
+    seeds = X[::3]
+    c = _check(X, seeds, 2.5, max_iter, rows=4)
+    assert c.n_iter <= max_iter
+
+
+def test_max_iter_zero_is_one_update():
+    X = np.array([[0.0], [1.0], [3.0]])
+    c = _check(X, [[0.0]], 1.0, 0)
+    np.testing.assert_array_equal(c.position, [[0.5]])
+    assert c.n_iter == 0 and c.intensity[0] == 2
+
+
+def test_empty_first_ball():
+    X = np.array([[0.0, 0.0], [0.5, 0.0], [5.0, 5.0]])
+    c = _check(X, [[100.0, 100.0], [0.0, 0.0], [-50.0, 0.0]], 1.0, 300, rows=1)
+    np.testing.assert_array_equal(c.intensity, [0, 2, 0])
+    assert c.n_iter == 1  # seed 1: shift 0.25 > 1e-3 (done=1), then shift 0: stop
+    c = _check(X, [[100.0, 100.0]], 1.0, 300)
+    assert c.intensity[0] == 0 and c.n_iter == 0
+
+
+@pytest.mark.parametrize("rows", [1, 3, 17, 1000])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_random_small_vs_reference(rows, d):
+    rng = np.random.RandomState(d)
+    X = np.vstack([rng.normal(size=(30, d)), rng.normal(size=(30, d)) + 4])
+    seeds = np.vstack([X[::4], X[:3], [[20.0] * d]])  # duplicates seeds, one empty ball
+    _check(X, seeds, 1.2, 300, rows=rows)
+
+
+def test_float32_rounding_per_step():
+    rng = np.random.RandomState(5)
+    X = rng.normal(size=(60, 2)).astype(np.float32).astype(np.float64)
+    c = _check(X, X[::5], 1.0, 300, rows=7, dtype=np.float32)
+    assert c.position.dtype == np.float32
+
+
+def test_duplicate_seeds_share_results():
+    X = np.array([[0.0], [0.4], [0.8], [5.0]])
+    c = _check(X, [[0.0], [0.4], [0.0], [5.0], [0.4]], 1.0, 300)
+    np.testing.assert_array_equal(c.position[0], c.position[2])
+    np.testing.assert_array_equal(c.position[1], c.position[4])
+
+
+def test_boundary_point_in_ball():
+    # seed 0 with bandwidth 2: {0, 2} (2 exactly on the boundary) -> 1; then {0, 2, 3} -> 5/3
+    X = np.array([[0.0], [2.0], [3.0], [10.0]])
+    c = _check(X, [[0.0]], 2.0, 0)
+    np.testing.assert_array_equal(c.position, [[1.0]])
+    assert c.intensity[0] == 2
+    _check(X, [[0.0]], 2.0, 300)
+
+
+def test_zero_bandwidth_identical_points():
+    X = np.array([[1.0, 1.0]] * 4 + [[2.0, 2.0]])
+    c = _check(X, X, 0.0, 300)
+    np.testing.assert_array_equal(c.intensity, [4, 4, 4, 4, 1])
+    assert c.n_iter == 0
