@@ -100,8 +100,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                     f"cluster.address: cannot connect to the scheduler at {cfg.address} "
                     f"within {cfg.connect_timeout:g} s ({type(exc).__name__}: {_first_line(exc)})"
                 ) from None
-            n = len(client.scheduler_info(n_workers=-1).get("workers", {})) if _accepts_n_workers() else \
-                len(client.scheduler_info().get("workers", {}))
+            n = len(client.nthreads())
             logger.info("cluster: connected to %s (%d workers)", cfg.address, n)
         yield client
     finally:
@@ -111,14 +110,6 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
         with contextlib.suppress(Exception):
             if cluster is not None:
                 cluster.close(timeout=20)
-
-
-def _accepts_n_workers() -> bool:
-    import inspect
-
-    from distributed import Client
-
-    return "n_workers" in inspect.signature(Client.scheduler_info).parameters
 
 
 def _first_line(exc: BaseException) -> str:

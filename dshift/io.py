@@ -21,7 +21,7 @@ import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import dask
 import dask.array as da
@@ -237,9 +237,12 @@ def read_parquet(
     dask.dataframe.DataFrame
         With a default index (any stored index becomes a regular column).
     """
+    # The explicit list of checked files: what dask reads is exactly what was validated (dask
+    # itself would not skip hidden files; hive-style key=value directories are not parsed).
+    paths = [inputs.show(p) for p in inputs.files]
     with read_errors_as_user_errors(inputs.url):
         return dd.read_parquet(
-            inputs.url,
+            paths,
             columns=list(columns) if columns is not None else None,
             index=False,
             storage_options=storage_options or None,
@@ -736,7 +739,7 @@ class OutputStage:
             self._commit_object_store(replace=state != "absent")
         self.tmp = None
         self._remove_stale_siblings()
-        logger.info("output: committed %s", self.url)
+        logger.info("%s: committed %s", self.what.split(".")[0], self.url)
 
     def _commit_local(self, replace: bool) -> None:
         with open(os.path.join(self.tmp, SUCCESS_MARKER), "wb"):

@@ -279,14 +279,15 @@ def plot_png(
     labels = sample[label_column].to_numpy()
     fig = Figure(figsize=(8, 6.5), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    cmap = matplotlib.colormaps["tab20"]
+    n_colors = 10 if len(centers) <= 10 else 20
+    cmap = matplotlib.colormaps[f"tab{n_colors}"]
     noise = labels < 0
     if noise.any():
         ax.scatter(pts[noise, 0], pts[noise, 1], s=3, c="0.7", alpha=0.5, linewidths=0, label="-1 (outlier)")
     ok = ~noise
     if ok.any():
-        ax.scatter(pts[ok, 0], pts[ok, 1], s=3, c=[cmap(int(k) % 20) for k in labels[ok]], alpha=0.6, linewidths=0)
-    ax.scatter(ctr[:, 0], ctr[:, 1], marker="X", s=260, c=[cmap(k % 20) for k in range(len(ctr))],
+        ax.scatter(pts[ok, 0], pts[ok, 1], s=3, c=[cmap(int(k) % n_colors) for k in labels[ok]], alpha=0.6, linewidths=0)
+    ax.scatter(ctr[:, 0], ctr[:, 1], marker="X", s=260, c=[cmap(k % n_colors) for k in range(len(ctr))],
                edgecolors="black", linewidths=1.5, zorder=3, label="centers")
     k = len(ctr)
     ax.set_title(f"Mean shift: {k} cluster{'s' if k != 1 else ''}, bandwidth {_fmt(bandwidth)} "

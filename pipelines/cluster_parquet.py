@@ -1,0 +1,202 @@
+"""The batch job: cluster a Parquet data set with mean shift and write labels, model and report.
+
+``run(config)`` reads top to bottom as the job's stages; the work is done by
+:mod:`dshift.io` (reading, labelling, staged output), :mod:`dshift.cluster` (Dask) and
+:mod:`dshift.report` (model.json, report.json, clusters.png).
+
+Usage: ``dshift run CONFIG.yaml`` or ``python -m pipelines.cluster_parquet CONFIG.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from dshift import MeanShift, estimate_bandwidth
+from dshift.cluster import connect, persist_policy
+from dshift.config import Config, ModelConfig
+from dshift.errors import UserError
+from dshift.io import (
+    OutputStage,
+    check_paths_disjoint,
+    label_frame,
+    open_input,
+    scan_input,
+    write_bytes,
+    write_json,
+    write_labels,
+)
+from dshift.report import Stopwatch, model_dict, plot_png, report_dict
+from pipelines.make_demo_data import exists, make_demo_data
+
+__all__ = ["run", "choose_bandwidth", "fit_model"]
+
+logger = logging.getLogger("dshift.batch")
+
+
+def run(config: Config) -> dict[str, Any]:
+    """Run the clustering job described by ``config``.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration (:func:`dshift.config.load_config`).
+
+    Returns
+    -------
+    dict
+        The report (also written to ``output.path/report.json``).
+
+    Raises
+    ------
+    UserError
+        For anything wrong with the config, the data or the cluster address; nothing is
+        written at ``output.path`` then.
+    """
+    cfg = config
+    clock = Stopwatch()
+    so_in, so_out = cfg.input.storage_options, cfg.output.storage_options
+
+    # Refuse early what would fail late: output clashes and the input's files and columns are
+    # checked on the driver (metadata only) before a cluster starts.
+    check_paths_disjoint(cfg.input.path, cfg.output.path, so_in, so_out)
+    output = OutputStage(cfg.output.path, so_out, overwrite=cfg.output.overwrite)
+    output.check()
+    make_demo = cfg.demo is not None and not exists(cfg.input.path, so_in)
+    source = None if make_demo else _open(cfg)
+
+    with connect(cfg.cluster) as _client, persist_policy(cfg.cluster.persist):
+        if make_demo:
+            with clock.phase("demo_data"):
+                make_demo_data(cfg.input.path, cfg.demo, so_in)
+            source = _open(cfg)
+
+        with clock.phase("read"):
+            data = scan_input(source, nan_policy=cfg.input.nan_policy)
+
+        with clock.phase("bandwidth"):
+            bandwidth, estimated = choose_bandwidth(data.X, cfg.model)
+
+        model = fit_model(data.X, bandwidth, cfg.model)
+        clock.timings.update(model.timings_)
+        centers = model.cluster_centers_
+
+        with output:
+            with clock.phase("label_write"):
+                logger.info("labelling: %s rows, writing %s/labels/", f"{data.n_rows:,}", cfg.output.path)
+                labelled = label_frame(data.data, data.feature_columns, centers, model.bandwidth_,
+                                       cfg.model.cluster_all, cfg.output.label_column)
+                sizes, sample = write_labels(
+                    labelled, output.url_for("labels"), label_column=cfg.output.label_column,
+                    storage_options=so_out, n_rows=data.n_rows,
+                    sample_columns=data.feature_columns + [cfg.output.label_column] if cfg.plot else None,
+                    sample_rows=cfg.plot.sample if cfg.plot else 0, input_url=cfg.input.path,
+                )
+
+            with clock.phase("model_report_plot"):
+                write_json(output.url_for("model.json"), model_dict(
+                    centers=centers, bandwidth=model.bandwidth_, feature_columns=data.feature_columns,
+                    params=cfg.model.model_dump(), n_iter=model.n_iter_,
+                    label_column=cfg.output.label_column), so_out)
+                if cfg.plot is not None and sample is not None:
+                    write_bytes(output.url_for("clusters.png"), plot_png(
+                        sample, centers, feature_columns=data.feature_columns,
+                        label_column=cfg.output.label_column, bandwidth=model.bandwidth_,
+                        x=cfg.plot.x, y=cfg.plot.y), so_out)
+
+            clock.timings["total"] = clock.total()
+            report = report_dict(
+                n_rows=data.n_rows, n_rows_fit=data.n_rows_fit, feature_columns=data.feature_columns,
+                bandwidth=model.bandwidth_, bandwidth_estimated=estimated, n_seeds=model.n_seeds_,
+                n_clusters=len(centers), n_iter=model.n_iter_, cluster_sizes=sizes, timings=clock.timings,
+                input_path=cfg.input.path, output_path=cfg.output.path, nan_policy=cfg.input.nan_policy,
+            )
+            write_json(output.url_for("report.json"), report, so_out)
+            output.commit()
+
+    logger.info("done: %d clusters, %s rows labelled in %.1f s -> %s",
+                len(centers), f"{data.n_rows:,}", clock.total(), cfg.output.path)
+    return report
+
+
+def _open(cfg: Config):
+    """Driver-side input checks (files, footers, columns) for the job's config."""
+    source = open_input(cfg.input.path, storage_options=cfg.input.storage_options, columns=cfg.input.columns,
+                        label_column=cfg.output.label_column)
+    _check_plot_columns(cfg, source.feature_columns)
+    return source
+
+
+def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
+    """The configured bandwidth, or an estimate from a reproducible sample.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        Features.
+    model : ModelConfig
+        ``model:`` section.
+
+    Returns
+    -------
+    bandwidth : float
+    estimated : bool
+
+    Raises
+    ------
+    UserError
+        If the estimate is 0 (e.g. all sampled points equal).
+    """
+    if model.bandwidth is not None:
+        logger.info("bandwidth: %g (from the config)", model.bandwidth)
+        return float(model.bandwidth), False
+    n_samples = None if model.n_samples is None else min(model.n_samples, int(X.shape[0]))
+    bandwidth = float(estimate_bandwidth(X, quantile=model.quantile, n_samples=n_samples,
+                                         random_state=model.random_state))
+    if not bandwidth > 0:
+        raise UserError(
+            f"model.bandwidth: the estimate from {n_samples or X.shape[0]} sampled rows with quantile "
+            f"{model.quantile:g} is {bandwidth:g}; set model.bandwidth or raise model.quantile"
+        )
+    logger.info("bandwidth: estimated %.6g (quantile %g, %s sampled rows)", bandwidth, model.quantile,
+                f"{n_samples or int(X.shape[0]):,}")
+    return bandwidth, True
+
+
+def fit_model(X, bandwidth: float, model: ModelConfig) -> MeanShift:
+    """Fit MeanShift on the cluster; engine data errors become UserError.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        Features.
+    bandwidth : float
+        > 0.
+    model : ModelConfig
+        ``model:`` section.
+
+    Returns
+    -------
+    MeanShift
+        Fitted (``labels_`` is lazy and not used).
+    """
+    estimator = MeanShift(bandwidth=bandwidth, bin_seeding=model.bin_seeding, min_bin_freq=model.min_bin_freq,
+                          cluster_all=model.cluster_all, max_iter=model.max_iter)
+    try:
+        return estimator.fit(X)
+    except ValueError as exc:  # e.g. no bin reaches min_bin_freq, no point within bandwidth
+        raise UserError(f"model: {exc}") from None
+
+
+def _check_plot_columns(cfg: Config, feature_columns: list[str]) -> None:
+    for key in ("x", "y"):
+        col = getattr(cfg.plot, key) if cfg.plot is not None else None
+        if col is not None and col not in feature_columns:
+            raise UserError(f"plot.{key}: {col!r} is not a feature column (features: {', '.join(feature_columns)})")
+
+
+if __name__ == "__main__":
+    from dshift.cli import main
+
+    sys.exit(main(["run", *sys.argv[1:]]))

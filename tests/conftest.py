@@ -1,0 +1,288 @@
+"""Shared test fixtures: small multi-file Parquet data, configs, the CLI, Dask and S3 servers.
+
+Everything is real: the CLI runs as a subprocess, clusters are real Dask processes on
+127.0.0.1, S3 is a moto server on a free loopback port. Data stay small (a few thousand rows)
+so the suite runs quickly on 2 cores.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+PYTHON = sys.executable
+FEATURES = ["a", "b", "c"]
+CENTERS = np.array([[0.0, 0.0, 0.0], [6.0, 6.0, 0.0], [0.0, 6.0, 6.0]])
+BANDWIDTH = 2.0
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: starts real Dask clusters or runs the CLI end to end (part of the default run; "
+        "deselect with -m 'not slow')")
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def make_frame(n: int = 4000, seed: int = 0, centers: np.ndarray = CENTERS, std: float = 0.9) -> pd.DataFrame:
+    """Blobs with extra non-feature columns: a string id first, a timestamp and an int tag last."""
+    rng = np.random.default_rng(seed)
+    blob = rng.integers(0, len(centers), n)
+    X = centers[blob] + rng.normal(0.0, std, (n, centers.shape[1]))
+    frame = pd.DataFrame(X, columns=FEATURES[: centers.shape[1]])
+    frame.insert(0, "uid", [f"row-{i:06d}" for i in range(n)])
+    frame["ts"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="s")
+    frame["note"] = np.where(blob == 0, "first", "other")
+    return frame
+
+
+def write_parquet_files(frame: pd.DataFrame, directory: Path, n_files: int = 4) -> list[Path]:
+    """Write ``frame`` as ``n_files`` Parquet files (in row order) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, rows in enumerate(np.array_split(np.arange(len(frame)), n_files)):
+        path = directory / f"part-{i:03d}.parquet"
+        frame.iloc[rows].to_parquet(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``root`` (to prove inputs are untouched)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def read_labels(path: Path | str, storage_options: Optional[dict] = None) -> pd.DataFrame:
+    """The labelled output data set, in input order (sorted by ``uid``)."""
+    frame = pd.read_parquet(str(path), storage_options=storage_options)
+    return frame.sort_values("uid").reset_index(drop=True)
+
+
+def sklearn_labels(frame: pd.DataFrame, bandwidth: float, **params: Any) -> np.ndarray:
+    """scikit-learn's MeanShift labels on the feature columns of ``frame``."""
+    from sklearn.cluster import MeanShift
+
+    cols = [c for c in FEATURES if c in frame.columns]
+    return MeanShift(bandwidth=bandwidth, **params).fit(frame[cols].to_numpy()).labels_
+
+
+@pytest.fixture(scope="session")
+def blobs(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
+    """(frame, directory): 4,000 rows of 3-D blobs in 4 Parquet files, shared and read-only."""
+    frame = make_frame()
+    directory = tmp_path_factory.mktemp("blobs") / "data"
+    write_parquet_files(frame, directory)
+    return frame, directory
+
+
+# --------------------------------------------------------------------------------------------
+# Configs and the CLI
+
+
+def deep_update(base: dict, updates: dict) -> dict:
+    """Recursive dict merge; a value of ``...`` deletes the key."""
+    out = copy.deepcopy(base)
+    for key, value in updates.items():
+        if value is ...:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def base_config(input_path: Any, output_path: Any, **sections: Any) -> dict:
+    """A small, fast job config (explicit bandwidth, bin seeding, 2 local workers)."""
+    cfg = {
+        "input": {"path": str(input_path), "columns": list(FEATURES)},
+        "model": {"bandwidth": BANDWIDTH, "bin_seeding": True},
+        "cluster": {"n_workers": 2, "threads_per_worker": 1},
+        "output": {"path": str(output_path)},
+        "plot": {"sample": 2000},
+    }
+    return deep_update(cfg, sections)
+
+
+@pytest.fixture
+def write_config(tmp_path) -> Callable[..., Path]:
+    """``write_config(cfg_dict_or_text, name="job.yaml") -> path`` in the test's tmp dir."""
+
+    def write(cfg: dict | str, name: str = "job.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(cfg if isinstance(cfg, str) else yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    return write
+
+
+def run_cli(*args: str, cwd: Optional[Path] = None, timeout: float = 240, env: Optional[dict] = None
+            ) -> subprocess.CompletedProcess:
+    """Run ``python -m dshift.cli ARGS`` as a user would; returns the completed process."""
+    return subprocess.run(
+        [PYTHON, "-m", "dshift.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def cli(capsys) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``dshift.cli.main(ARGS)`` in this process (fast: no interpreter start-up).
+
+    Use for checks that do not start a cluster; :func:`run_cli` runs a real subprocess.
+    """
+    from dshift.cli import main
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse usage errors, --help, --version
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["dshift", *args], code, captured.out, captured.err)
+
+    return call
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit 2, no traceback, and the last stderr line names every needle; returns that line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines, "no error message on stderr"
+    last = lines[-1]
+    assert last.startswith(("error:", "config error:")), last
+    for needle in needles:
+        assert needle in last, (needle, last)
+    return last
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a process this suite started (SIGTERM, then SIGKILL), by its own pid."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+# --------------------------------------------------------------------------------------------
+# A real dask scheduler + 2 workers on loopback
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler(tmp_path_factory) -> Iterator[str]:
+    """Address of a ``dask scheduler`` with two ``dask worker`` processes (1 thread each)."""
+    work = tmp_path_factory.mktemp("dask-cluster")
+    sched_file = work / "scheduler.json"
+    logs = [open(work / f"{name}.log", "w") for name in ("scheduler", "worker0", "worker1")]
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(subprocess.Popen(
+            [PYTHON, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--scheduler-file", str(sched_file), "--no-dashboard"],
+            stdout=logs[0], stderr=subprocess.STDOUT, cwd=work))
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sched_file.exists(), (work / "scheduler.log").read_text()
+        for i in (1, 2):
+            procs.append(subprocess.Popen(
+                [PYTHON, "-m", "dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+                 "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}"],
+                stdout=logs[i], stderr=subprocess.STDOUT, cwd=work))
+        address = json.loads(sched_file.read_text())["address"]
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        for fh in logs:
+            fh.close()
+
+
+# --------------------------------------------------------------------------------------------
+# A real S3-compatible server (moto) on loopback
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict]:
+    """Start ``moto_server`` on a free port; yields fsspec ``storage_options`` for it."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("boto3")
+    port = free_port()
+    moto = Path(PYTHON).with_name("moto_server")
+    cmd = [str(moto)] if moto.exists() else [PYTHON, "-m", "moto.server"]
+    proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto_server did not start")
+                time.sleep(0.2)
+        yield {
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request) -> str:
+    """A fresh bucket on the moto server (named after the test)."""
+    import boto3
+
+    name = "t-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server["client_kwargs"]["endpoint_url"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=name)
+    return name

@@ -1,0 +1,246 @@
+"""The ``dshift`` command as a user runs it: help, version, validate, and every bad input.
+
+Every user error must exit 2 with one line naming the key/column/file and write nothing at
+output.path. Most are caught before a cluster starts; NaN, empty data and an unreachable
+scheduler need one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_user_error, base_config, free_port, make_frame, run_cli, write_parquet_files
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def job(tmp_path, blobs, write_config):
+    """``job(**sections) -> (config path, output path)`` on the shared blobs."""
+    _, data = blobs
+    out = tmp_path / "out" / "result"
+
+    def make(*, input_path=None, **sections):
+        cfg = base_config(input_path or data, out, **sections)
+        return write_config(cfg), out
+
+    return make
+
+
+def assert_nothing_written(out: Path) -> None:
+    assert not out.exists()
+    if out.parent.exists():
+        assert list(out.parent.iterdir()) == [], list(out.parent.iterdir())
+
+
+# --------------------------------------------------------------------------------------------
+# help, version, validate
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["validate", "--help"], ["predict", "--help"]])
+def test_help(cli, args):
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: dshift" in proc.stdout
+
+
+def test_version_and_console_script():
+    import dshift.report
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"dshift {dshift.report.dshift_version()}"
+    script = Path(__import__("sys").executable).with_name("dshift")
+    if script.exists():
+        assert subprocess.run([str(script), "--help"], capture_output=True, text=True).returncode == 0
+
+
+def test_no_command_is_a_usage_error(cli):
+    proc = cli()
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+
+
+def test_validate_good(cli, job):
+    cfg, _ = job()
+    proc = cli("validate", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    assert "config OK" in proc.stdout and "4,000 rows" in proc.stdout and "a, b, c" in proc.stdout
+
+
+def test_validate_demo_config():
+    proc = run_cli("validate", str(REPO / "configs" / "demo.yaml"), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "config OK" in proc.stdout
+
+
+def test_validate_bad(cli, job):
+    cfg, _ = job(model={"bandwidth": -1})
+    assert_user_error(cli("validate", str(cfg)), "model.bandwidth", "> 0", "-1")
+
+
+# --------------------------------------------------------------------------------------------
+# config errors (no cluster is started)
+
+
+@pytest.mark.parametrize(
+    "sections, needles",
+    [
+        ({"modle": {}}, ["unknown key 'modle'", "did you mean 'model'"]),
+        ({"model": {"bandwdth": 1.0}}, ["model.bandwdth", "did you mean 'model.bandwidth'"]),
+        ({"cluster": {"n_worker": 2}}, ["cluster.n_worker", "cluster.n_workers"]),
+        ({"model": {"bandwidth": -1}}, ["model.bandwidth", "must be > 0", "got -1"]),
+        ({"model": {"bandwidth": 0}}, ["model.bandwidth", "must be > 0"]),
+        ({"model": {"bandwidth": "2"}}, ["model.bandwidth", "must be a number"]),
+        ({"model": {"min_bin_freq": 0}}, ["model.min_bin_freq", ">= 1"]),
+        ({"model": {"min_bin_freq": 1.5}}, ["model.min_bin_freq", "integer"]),
+        ({"model": {"max_iter": -1}}, ["model.max_iter", ">= 0"]),
+        ({"model": {"quantile": 1.5}}, ["model.quantile", "<= 1"]),
+        ({"model": {"quantile": -0.1}}, ["model.quantile", ">= 0"]),
+        ({"model": {"bin_seeding": "yes"}}, ["model.bin_seeding", "true or false"]),
+        ({"model": {"cluster_all": 1}}, ["model.cluster_all", "true or false"]),
+        ({"input": {"nan_policy": "ignore"}}, ["input.nan_policy", "error", "drop"]),
+        ({"cluster": {"persist": "sometimes"}}, ["cluster.persist", "auto, true or false"]),
+        ({"cluster": {"address": "localhost"}}, ["cluster.address", "tcp://"]),
+        ({"output": {"overwrite": "no"}}, ["output.overwrite", "true or false"]),
+        ({"output": ...}, ["output", "required"]),
+        ({"plot": {"x": "a"}}, ["plot", "both"]),
+    ],
+)
+def test_config_errors(cli, job, sections, needles):
+    cfg, out = job(**sections)
+    assert_user_error(cli("run", str(cfg)), *needles)
+    assert_nothing_written(out)
+
+
+def test_yaml_syntax_error_names_file_and_line(cli, write_config, tmp_path):
+    cfg = write_config("input:\n  path: data\n  columns: [a, b\noutput:\n  path: out\n")
+    line = assert_user_error(cli("run", str(cfg)), str(cfg), "line")
+    assert line.startswith("config error:")
+
+
+def test_python_yaml_tag_is_rejected_not_executed(write_config, tmp_path):
+    marker = tmp_path / "pwned"
+    cfg = write_config(f"input: !!python/object/apply:os.system ['touch {marker}']\noutput:\n  path: out\n")
+    assert_user_error(run_cli("run", str(cfg)), "python/object/apply:os.system", "not allowed")
+    assert not marker.exists()
+
+
+def test_missing_config_file(cli, tmp_path):
+    assert_user_error(cli("run", str(tmp_path / "nope.yaml")), "nope.yaml", "does not exist")
+
+
+# --------------------------------------------------------------------------------------------
+# data and path errors caught before the cluster starts
+
+
+def test_input_path_missing(cli, job, tmp_path):
+    cfg, out = job(input_path=tmp_path / "no-such-data")
+    assert_user_error(cli("run", str(cfg)), "input.path", "no-such-data", "does not exist")
+    assert_nothing_written(out)
+
+
+def test_missing_column_is_named_with_available(cli, job):
+    cfg, out = job(input={"columns": ["a", "bee", "c"]})
+    assert_user_error(cli("run", str(cfg)), "'bee'", "available", "uid", "ts")
+    assert_nothing_written(out)
+
+
+def test_non_numeric_feature_columns_named(cli, job):
+    cfg, out = job(input={"columns": ["a", "uid", "ts"]})
+    assert_user_error(cli("run", str(cfg)), "numeric", "'uid'", "'ts'")
+    assert_nothing_written(out)
+
+
+def test_corrupt_parquet_file_named(cli, tmp_path, job):
+    frame = make_frame(n=400)
+    data = tmp_path / "corrupt"
+    paths = write_parquet_files(frame, data, n_files=3)
+    paths[1].write_bytes(paths[1].read_bytes()[:-100])  # truncated footer
+    cfg, out = job(input_path=data)
+    assert_user_error(cli("run", str(cfg)), paths[1].name, "not a readable Parquet file")
+    assert_nothing_written(out)
+
+
+def test_directory_without_parquet_files_is_empty(cli, tmp_path, job):
+    (tmp_path / "empty").mkdir()
+    cfg, out = job(input_path=tmp_path / "empty")
+    assert_user_error(cli("run", str(cfg)), "empty")
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_output_equal_to_or_inside_input(cli, tmp_path, write_config, where):
+    frame = make_frame(n=300)
+    data = tmp_path / "data"
+    write_parquet_files(frame, data, n_files=2)
+    before = sorted(p.name for p in data.iterdir())
+    out = data if where == "same" else data / "sub" / "out"
+    cfg = write_config(base_config(data, out))
+    assert_user_error(cli("run", str(cfg)), "output.path", "input.path")
+    assert sorted(p.name for p in data.iterdir()) == before
+
+
+def test_predict_feature_count_mismatch(cli, tmp_path, blobs):
+    _, data = blobs
+    model = {"cluster_centers": [[0.0, 0.0], [5.0, 5.0]], "bandwidth": 1.0, "feature_columns": ["a", "b"]}
+    (tmp_path / "model.json").write_text(__import__("json").dumps(model))
+    out = tmp_path / "pred"
+    proc = cli("predict", "--model", str(tmp_path / "model.json"), "--input", str(data), "--output", str(out),
+                   "--columns", "a", "b", "c")
+    assert_user_error(proc, "--columns", "2 features", "3 columns")
+    assert not out.exists()
+    model["feature_columns"] = ["a", "zz"]
+    (tmp_path / "model.json").write_text(__import__("json").dumps(model))
+    proc = cli("predict", "--model", str(tmp_path / "model.json"), "--input", str(data), "--output", str(out))
+    assert_user_error(proc, "'zz'", "not in the input")
+    assert not out.exists()
+
+
+def test_predict_bad_model_file(cli, tmp_path, blobs):
+    _, data = blobs
+    (tmp_path / "model.json").write_text("{not json")
+    proc = cli("predict", "--model", str(tmp_path / "model.json"), "--input", str(data),
+                   "--output", str(tmp_path / "pred"))
+    assert_user_error(proc, "model.json", "not valid JSON")
+
+
+# --------------------------------------------------------------------------------------------
+# errors found on the cluster (one worker to keep them quick)
+
+
+@pytest.mark.slow
+def test_nan_in_features_counts_rows(tmp_path, job):
+    frame = make_frame(n=600)
+    frame.loc[[3, 10, 400], "b"] = np.nan
+    frame.loc[500, "c"] = np.inf
+    data = tmp_path / "nan"
+    write_parquet_files(frame, data, n_files=2)
+    cfg, out = job(input_path=data, cluster={"n_workers": 1})
+    assert_user_error(run_cli("run", str(cfg), "--quiet"), "4 of 600 rows", "NaN or infinity", "nan_policy")
+    assert_nothing_written(out)
+
+
+@pytest.mark.slow
+def test_zero_row_data_set(tmp_path, job):
+    data = tmp_path / "zero"
+    write_parquet_files(make_frame(n=10).iloc[:0], data, n_files=2)
+    cfg, out = job(input_path=data, cluster={"n_workers": 1})
+    assert_user_error(run_cli("run", str(cfg), "--quiet"), "empty", "0 rows")
+    assert_nothing_written(out)
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_fails_within_timeout(job):
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    cfg, out = job(cluster={"address": address, "connect_timeout": 5})
+    t0 = time.monotonic()
+    proc = run_cli("run", str(cfg), "--quiet", timeout=120)
+    elapsed = time.monotonic() - t0
+    assert_user_error(proc, "cluster.address", address)
+    assert elapsed < 5 + 25, elapsed  # the timeout plus interpreter start-up
+    assert_nothing_written(out)
+    assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1, proc.stderr

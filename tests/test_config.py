@@ -1,0 +1,153 @@
+"""The config schema: defaults, strict types, ranges, unknown keys, YAML safety."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dshift.config import Config, load_config, parse_config
+from dshift.errors import ConfigError, UserError
+
+REPO = Path(__file__).resolve().parents[1]
+MINIMAL = {"input": {"path": "data/in"}, "output": {"path": "out/x"}}
+
+
+def err(data) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return str(info.value)
+
+
+def with_(section: str, **values) -> dict:
+    return {**MINIMAL, section: {**MINIMAL.get(section, {}), **values}}
+
+
+def test_defaults_match_spec(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config(MINIMAL)
+    assert cfg.input.path == str(tmp_path / "data" / "in")  # relative to the cwd
+    assert cfg.output.path == str(tmp_path / "out" / "x")
+    assert cfg.input.columns is None and cfg.input.nan_policy == "error" and cfg.input.storage_options == {}
+    m = cfg.model
+    assert (m.bandwidth, m.quantile, m.n_samples, m.random_state) == (None, 0.3, 10000, 0)
+    assert (m.bin_seeding, m.min_bin_freq, m.cluster_all, m.max_iter) == (False, 1, True, 300)
+    c = cfg.cluster
+    assert (c.address, c.n_workers, c.threads_per_worker, c.memory_limit) == (None, 2, 1, "auto")
+    assert (c.persist, c.dashboard, c.connect_timeout) == ("auto", False, 30)
+    assert not c.tls.enabled
+    assert (cfg.output.label_column, cfg.output.overwrite) == ("cluster", False)
+    assert (cfg.plot.x, cfg.plot.y, cfg.plot.sample) == (None, None, 20000)
+    assert cfg.demo is None
+
+
+def test_urls_are_kept(monkeypatch):
+    cfg = parse_config({"input": {"path": "s3://b/in"}, "output": {"path": "s3://b/out"}})
+    assert cfg.input.path == "s3://b/in" and cfg.output.path == "s3://b/out"
+
+
+def test_int_accepted_for_float_but_no_coercion_from_strings():
+    assert parse_config(with_("model", bandwidth=2)).model.bandwidth == 2.0
+    assert "must be a number" in err(with_("model", bandwidth="2"))
+    assert "must be an integer" in err(with_("model", max_iter=3.0))
+    assert "true or false" in err(with_("model", bin_seeding=1))
+    assert "true or false" in err(with_("model", cluster_all="true"))
+
+
+def test_yaml_1e3_hint():
+    assert "1.0e-3" in err(with_("model", bandwidth="1e-3"))
+
+
+@pytest.mark.parametrize(
+    "section, values, expected",
+    [
+        ("model", {"bandwidth": -1}, "model.bandwidth: must be > 0 (got -1)"),
+        ("model", {"bandwidth": 0}, "model.bandwidth: must be > 0 (got 0)"),
+        ("model", {"min_bin_freq": 0}, "model.min_bin_freq: must be >= 1 (got 0)"),
+        ("model", {"max_iter": -1}, "model.max_iter: must be >= 0 (got -1)"),
+        ("model", {"quantile": 1.01}, "model.quantile: must be <= 1 (got 1.01)"),
+        ("model", {"quantile": -0.5}, "model.quantile: must be >= 0 (got -0.5)"),
+        ("model", {"n_samples": 0}, "model.n_samples: must be >= 1 (got 0)"),
+        ("cluster", {"n_workers": 0}, "cluster.n_workers: must be >= 1 (got 0)"),
+        ("cluster", {"connect_timeout": 0}, "cluster.connect_timeout: must be > 0 (got 0)"),
+        ("cluster", {"dashboard": 70000}, "cluster.dashboard: must be true, false or a port number"),
+        ("cluster", {"memory_limit": "lots"}, "cluster.memory_limit: is not a memory size"),
+        ("cluster", {"memory_limit": -1}, "cluster.memory_limit: must be >= 0"),
+        ("cluster", {"address": "127.0.0.1:8786"}, "cluster.address: must look like tcp://host:port"),
+        ("input", {"nan_policy": "keep"}, "input.nan_policy: must be one of 'error' or 'drop' (got 'keep')"),
+        ("input", {"columns": []}, "input.columns: must list at least one column"),
+        ("input", {"columns": "a"}, "input.columns: must be a list"),
+        ("output", {"label_column": ""}, "output.label_column: must not be empty"),
+        ("plot", {"sample": 0}, "plot.sample: must be >= 1"),
+    ],
+)
+def test_range_and_type_errors(section, values, expected):
+    assert expected in err(with_(section, **values))
+
+
+def test_valid_alternatives():
+    cfg = parse_config({**MINIMAL, "cluster": {"address": "tls://10.0.0.1:8786", "persist": False, "dashboard": 8787,
+                                               "memory_limit": "4GiB",
+                                               "tls": {"ca_file": "ca.pem", "cert_file": "c.pem", "key_file": "k.pem"}},
+                        "plot": None, "demo": {"rows": 10}})
+    assert cfg.cluster.persist is False and cfg.cluster.dashboard == 8787 and cfg.cluster.tls.enabled
+    assert os.path.isabs(cfg.cluster.tls.ca_file)
+    assert cfg.plot is None and cfg.demo.rows == 10 and len(cfg.demo.centers) == 3
+    assert parse_config(with_("cluster", memory_limit=None)).cluster.memory_limit is None
+    assert parse_config(with_("cluster", persist=True)).cluster.persist is True
+
+
+def test_unknown_keys_suggest_nearest():
+    assert err({**MINIMAL, "modle": {}}) == "unknown key 'modle' (did you mean 'model'?)"
+    assert err(with_("model", bandwith=1.0)) == "unknown key 'model.bandwith' (did you mean 'model.bandwidth'?)"
+    assert "did you mean 'cluster.tls.ca_file'" in err(with_("cluster", tls={"cafile": "x"}))
+    assert "valid keys at the top level: input, model" in err({**MINIMAL, "zzzzzz": 1})
+
+
+def test_cross_field_rules():
+    assert "both plot.x and plot.y" in err({**MINIMAL, "plot": {"x": "a"}})
+    assert "not a tls:// address" in err(with_("cluster", tls={"ca_file": "ca.pem"}))
+    assert "also a feature column" in err(with_("input", path="d", columns=["a", "cluster"]))
+    assert "same number of coordinates" in err({**MINIMAL, "demo": {"centers": [[1, 2], [1]]}})
+
+
+def test_missing_required_and_bad_top_level():
+    assert "input: required key is missing" in err({"output": {"path": "o"}})
+    assert "the file is empty" in err(None)
+    assert "expected a mapping" in err([1, 2])
+
+
+def test_config_error_is_a_user_error():
+    assert issubclass(ConfigError, UserError)
+    assert ConfigError("x").one_line() == "config error: x"
+    assert UserError("a\nb").one_line() == "error: a b"  # always one line
+
+
+def test_load_yaml_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input:\n  path: [unclosed\noutput: {}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+, column \d+: invalid YAML"):
+        load_config(bad)
+    tag = tmp_path / "tag.yaml"
+    tag.write_text("input: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match=r"YAML tag '!!python/object/apply:os.system' is not allowed"):
+        load_config(tag)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_are_valid(monkeypatch):
+    monkeypatch.chdir(REPO)
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        cfg = load_config(path)
+        assert isinstance(cfg, Config), path
+    demo = load_config(REPO / "configs" / "demo.yaml")
+    assert demo.demo.rows == 1_000_000 and demo.demo.std == 2.79
+    assert demo.demo.centers == [[27, 72, 91], [36, 90, 99], [9, 81, 99]]
+    assert demo.model.quantile == 0.2 and demo.model.bin_seeding is True
+    assert demo.output.path == str(REPO / "out" / "demo")
+    # Keys documented in the README section exist in the schema.
+    text = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    assert set(text) <= set(Config.model_fields)

@@ -1,0 +1,218 @@
+"""``dshift run`` end to end on a LocalCluster, through the CLI, compared with scikit-learn."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import (
+    BANDWIDTH,
+    FEATURES,
+    assert_user_error,
+    base_config,
+    make_frame,
+    read_labels,
+    run_cli,
+    sklearn_labels,
+    tree_digest,
+    write_parquet_files,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+REPORT_KEYS = {"n_rows", "n_features", "bandwidth", "n_seeds", "n_clusters", "n_iter", "cluster_sizes", "timings"}
+
+
+@pytest.fixture(scope="module")
+def first_run(blobs, tmp_path_factory):
+    """One ``dshift run`` on the shared blobs (explicit bandwidth, bin seeding, 2 workers)."""
+    frame, data = blobs
+    work = tmp_path_factory.mktemp("local-run")
+    before = tree_digest(data)
+    cfg_path = work / "job.yaml"
+    cfg_path.write_text(yaml.safe_dump(base_config(data, work / "out" / "clusters")))
+    proc = run_cli("run", str(cfg_path), cwd=work)
+    return frame, data, work, work / "out" / "clusters", proc, before
+
+
+def test_run_succeeds_with_progress(first_run):
+    *_, proc, _ = first_run
+    assert proc.returncode == 0, proc.stderr
+    for phase in ("cluster:", "read:", "bandwidth:", "seeding:", "shift iteration", "merge:", "labelling:",
+                  "output: committed", "done:"):
+        assert phase in proc.stderr, phase
+
+
+def test_labels_match_sklearn(first_run):
+    frame, _, _, out, proc, _ = first_run
+    assert proc.returncode == 0, proc.stderr
+    labels = read_labels(out / "labels")
+    assert len(labels) == len(frame)
+    assert labels["uid"].tolist() == frame["uid"].tolist()  # every row exactly once
+    expected = sklearn_labels(frame, BANDWIDTH, bin_seeding=True)
+    np.testing.assert_array_equal(labels["cluster"].to_numpy(), expected)
+    assert labels["cluster"].dtype == np.int64
+
+
+def test_labels_keep_every_input_column(first_run):
+    frame, _, _, out, proc, _ = first_run
+    labels = read_labels(out / "labels")
+    assert list(labels.columns) == list(frame.columns) + ["cluster"]
+    pd.testing.assert_frame_equal(labels[list(frame.columns)], frame, check_dtype=False)
+    # One file per input partition, written by the workers.
+    assert sorted(p.name for p in (out / "labels").iterdir()) == [f"part.{i:05d}.parquet" for i in range(4)]
+
+
+def test_model_and_report(first_run):
+    frame, _, _, out, proc, _ = first_run
+    model = json.loads((out / "model.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    from sklearn.cluster import MeanShift
+
+    ref = MeanShift(bandwidth=BANDWIDTH, bin_seeding=True).fit(frame[FEATURES].to_numpy())
+    np.testing.assert_allclose(model["cluster_centers"], ref.cluster_centers_, rtol=0, atol=1e-3 * BANDWIDTH)
+    assert model["bandwidth"] == BANDWIDTH
+    assert model["feature_columns"] == FEATURES
+    assert model["cluster_all"] is True
+    assert model["parameters"]["bin_seeding"] is True
+    assert model["dshift_version"]
+    assert REPORT_KEYS <= set(report)
+    assert report["n_rows"] == len(frame) and report["n_features"] == 3
+    assert report["n_clusters"] == len(ref.cluster_centers_)
+    assert report["n_iter"] == ref.n_iter_
+    counts = pd.Series(ref.labels_).value_counts()
+    assert report["cluster_sizes"] == {str(k): int(v) for k, v in sorted(counts.items())}
+    for phase in ("read", "bandwidth", "seeding", "shift", "merge", "label_write", "total"):
+        assert report["timings"][phase] >= 0, phase
+
+
+def test_plot_written(first_run):
+    *_, out, proc, _ = first_run
+    png = (out / "clusters.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_output_is_clean_and_input_untouched(first_run):
+    _, data, work, out, proc, before = first_run
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "clusters.png", "labels", "model.json", "report.json"]
+    assert [p.name for p in out.parent.iterdir()] == ["clusters"]  # no .tmp- siblings left
+    assert tree_digest(data) == before
+
+
+def test_second_run_refuses_then_overwrite_replaces(first_run):
+    frame, data, work, out, proc, _ = first_run
+    assert proc.returncode == 0
+    before = tree_digest(out)
+    again = run_cli("run", str(work / "job.yaml"), "--quiet", cwd=work)
+    assert_user_error(again, str(out), "already exists", "overwrite")
+    assert tree_digest(out) == before
+
+    (out / "stale-marker.txt").write_text("from the old output")
+    cfg = yaml.safe_load((work / "job.yaml").read_text())
+    cfg["output"]["overwrite"] = True
+    cfg["plot"] = None
+    (work / "job-overwrite.yaml").write_text(yaml.safe_dump(cfg))
+    replaced = run_cli("run", str(work / "job-overwrite.yaml"), "--quiet", cwd=work)
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stderr.strip() == ""  # --quiet: no progress lines
+    assert not (out / "stale-marker.txt").exists()
+    assert not (out / "clusters.png").exists()  # plot: null
+    assert sorted(p.name for p in out.parent.iterdir()) == ["clusters"]
+    np.testing.assert_array_equal(read_labels(out / "labels")["cluster"], sklearn_labels(frame, BANDWIDTH, bin_seeding=True))
+
+
+def test_predict_round_trip(first_run, tmp_path):
+    frame, data, work, out, proc, _ = first_run
+    pred = tmp_path / "pred"
+    done = run_cli("predict", "--model", str(out / "model.json"), "--input", str(data), "--output", str(pred),
+                   "--quiet", "--n-workers", "1")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(read_labels(pred / "labels")["cluster"], read_labels(out / "labels")["cluster"])
+    assert json.loads((pred / "report.json").read_text())["n_rows"] == len(frame)
+
+
+def test_estimated_bandwidth_nan_drop_cluster_all_false(tmp_path):
+    """Bandwidth estimated like sklearn; NaN rows get -1 and stay out of the fit; outliers -1."""
+    from sklearn.cluster import estimate_bandwidth
+
+    frame = make_frame(n=3000, seed=3)
+    bad = [5, 700, 2999]
+    frame.loc[bad[0], "a"] = np.nan
+    frame.loc[bad[1], "b"] = np.inf
+    frame.loc[bad[2], "c"] = -np.inf
+    data = tmp_path / "data"
+    write_parquet_files(frame, data, n_files=3)
+    cfg = base_config(data, tmp_path / "out", input={"nan_policy": "drop"},
+                      model={"bandwidth": None, "quantile": 0.2, "n_samples": 500, "bin_seeding": True,
+                             "cluster_all": False},
+                      cluster={"n_workers": 1}, plot={"x": "a", "y": "c"})
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_cli("run", str(tmp_path / "job.yaml"), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+    finite = frame.drop(index=bad).reset_index(drop=True)
+    X = finite[FEATURES].to_numpy()
+    bw = estimate_bandwidth(X, quantile=0.2, n_samples=500, random_state=0)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["bandwidth"] == pytest.approx(bw, rel=1e-12)
+    assert report["bandwidth_estimated"] is True
+    assert report["n_rows"] == 3000 and report["n_rows_fit"] == 2997
+
+    labels = read_labels(tmp_path / "out" / "labels")
+    assert (labels.loc[bad, "cluster"] == -1).all()
+    expected = sklearn_labels(finite, report["bandwidth"], cluster_all=False, bin_seeding=True)
+    np.testing.assert_array_equal(labels.drop(index=bad)["cluster"].to_numpy(), expected)
+    assert report["cluster_sizes"]["-1"] == int((expected == -1).sum()) + 3
+
+
+def test_demo_config_creates_data(tmp_path):
+    """A scaled-down copy of configs/demo.yaml: creates the data if missing, then clusters."""
+    demo = yaml.safe_load((Path(__file__).parents[1] / "configs" / "demo.yaml").read_text())
+    demo["demo"].update(rows=6000, files=3)
+    demo["model"]["n_samples"] = 500
+    demo["cluster"]["n_workers"] = 1
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(demo))
+    proc = run_cli("run", "demo.yaml", cwd=tmp_path)  # relative paths resolve against the cwd
+    assert proc.returncode == 0, proc.stderr
+    data = tmp_path / demo["input"]["path"]
+    assert len(list(data.glob("*.parquet"))) == 3
+    out = tmp_path / demo["output"]["path"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_rows"] == 6000 and report["n_clusters"] == 3
+    assert "demo: writing" in proc.stderr
+
+
+def test_killed_job_leaves_no_output_and_rerun_succeeds(blobs, tmp_path):
+    """SIGKILL the job while it stages its output: nothing at output.path; a rerun works."""
+    _, data = blobs
+    out = tmp_path / "out" / "killed"
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(base_config(data, out, cluster={"n_workers": 1})))
+    proc = subprocess.Popen([sys.executable, "-m", "dshift.cli", "run", str(tmp_path / "job.yaml"), "--quiet"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.parent.exists() and any(p.name.startswith(".killed.tmp-") for p in out.parent.iterdir()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the job ended before its output was staged"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the job's own process group (driver + workers)
+        proc.wait(30)
+    assert not out.exists()
+    again = run_cli("run", str(tmp_path / "job.yaml"), "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["killed"]  # stale .tmp- sibling removed
+    assert (out / "_SUCCESS").exists()
