@@ -5,10 +5,32 @@ Reproduces scikit-learn's ``MeanShift``, ``mean_shift``, ``estimate_bandwidth`` 
 arrays and Dask DataFrames.
 """
 
-from dshift.bandwidth import estimate_bandwidth
-from dshift.estimator import MeanShift, mean_shift
-from dshift.seeding import get_bin_seeds
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
+# Loaded on first use: scikit-learn and numba take seconds to import, which the CLI's
+# --help, config validation and every worker process would otherwise pay up front.
+_LAZY = {
+    "MeanShift": "dshift.estimator",
+    "mean_shift": "dshift.estimator",
+    "estimate_bandwidth": "dshift.bandwidth",
+    "get_bin_seeds": "dshift.seeding",
+}
+
 __all__ = ["MeanShift", "mean_shift", "estimate_bandwidth", "get_bin_seeds", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dshift' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

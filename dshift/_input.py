@@ -54,7 +54,9 @@ def _dataframe_to_array(df: dd.DataFrame) -> da.Array:
     bad = [str(c) for c, t in df.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
     if bad:
         raise ValueError(f"Feature columns must be numeric; not numeric: {', '.join(bad)}")
-    return df.to_dask_array(lengths=True)
+    # Optimising first settles dask-expr's partition fusion, so the lengths computed
+    # below describe the partitions that later passes really see.
+    return df.optimize().to_dask_array(lengths=True)
 
 
 def as_row_chunked(X) -> da.Array:
