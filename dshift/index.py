@@ -171,7 +171,7 @@ def build_index(chunk: np.ndarray, leaf_size: int = LEAF_SIZE) -> ChunkIndex:
 GROUP_SIZE = 64
 """Most seeds that share one tree traversal."""
 
-GROUP_WIDTH = 0.5
+GROUP_WIDTH = 0.25
 """Largest diagonal of a seed group, as a fraction of the bandwidth: points farther than
 that from every ball's sphere are decided once for the whole group."""
 
@@ -274,12 +274,8 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
             for j in range(d):
                 lo = lower[node, j]
                 hi = upper[node, j]
-                if ghi[j] < lo:
-                    t = lo - ghi[j]
-                    near += t * t
-                elif glo[j] > hi:
-                    t = glo[j] - hi
-                    near += t * t
+                t = max(lo - ghi[j], glo[j] - hi, 0.0)
+                near += t * t
                 t = max(hi - glo[j], ghi[j] - lo)
                 far += t * t
             if near > radius2:
@@ -295,17 +291,24 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
                 stack[top + 1] = child
                 top += 2
                 continue
+            if last - first == 1:  # a lone seed: the box test is its exact test, done once
+                for i in range(start[node], stop[node]):
+                    dist = 0.0
+                    for j in range(d):
+                        t = points[i, j] - glo[j]
+                        dist += t * t
+                    if dist <= radius2:
+                        n_group += 1
+                        for j in range(d):
+                            add_value(gs, gc, j, points[i, j])
+                continue
             for i in range(start[node], stop[node]):
                 near = 0.0
                 far = 0.0
-                for j in range(d):
+                for j in range(d):  # branch-free: the same values as the exact per-seed test
                     p = points[i, j]
-                    if p < glo[j]:
-                        t = glo[j] - p
-                        near += t * t
-                    elif p > ghi[j]:
-                        t = p - ghi[j]
-                        near += t * t
+                    t = max(glo[j] - p, p - ghi[j], 0.0)
+                    near += t * t
                     t = max(p - glo[j], ghi[j] - p)
                     far += t * t
                 if near > radius2:
