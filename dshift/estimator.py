@@ -3,7 +3,8 @@
 The fit is a sequence of passes over row chunks:
 
 1. scan (:mod:`dshift.seeding`): row count, NaN/inf check, grid-bin counts;
-2. index (:mod:`dshift.index`): one k-d tree per chunk, persisted when it fits;
+2. index (:mod:`dshift.index`): one k-d tree per chunk, persisted when it fits (built
+   in the same read as the scan);
 3. shift (:mod:`dshift.shifting`): one pass per iteration for all active seeds;
 4. merge (:mod:`dshift.merging`): scikit-learn's ordering and de-duplication;
 5. assign (:mod:`dshift.assigning`): nearest center per row, lazily for Dask input.
@@ -27,7 +28,7 @@ from dshift.assigning import label_array
 from dshift.bandwidth import estimate_bandwidth
 from dshift.index import build_index
 from dshift.merging import merge_modes
-from dshift.seeding import scan, seeds_from_table
+from dshift.seeding import scan, scan_graph, seeds_from_table
 from dshift.shifting import climb
 
 log = logging.getLogger("dshift")
@@ -96,14 +97,26 @@ def fit_stages(
     bin_size = bandwidth
     bandwidth = float(bandwidth)
     use_bins = bin_seeding and seeds is None and bandwidth > 0
-    # Pass 1: scan. In-memory input was validated already and needs it only for bins.
+    # Pass 1 reads the chunks once for two things: the scan (row count, NaN/inf check,
+    # grid bins) and each chunk's k-d tree, kept in memory when it fits. In-memory input
+    # was validated already and needs the scan only for bins. Trees that do not fit are
+    # rebuilt from the input on every shift pass.
+    indexes = [delayed(build_index, pure=True)(block) for block in X.to_delayed().ravel()]
+    scanned = scan_graph(X, bin_size if use_bins else None) if data.lazy or use_bins else None
+    if not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3)):
+        kept = _dask.persist(*indexes, *([scanned] if scanned is not None else []), n_jobs=n_jobs)
+        indexes = list(kept[: len(indexes)])
+        scanned = kept[-1] if scanned is not None else None
+        log.info("index: %d chunk trees in memory", len(indexes))
+    else:
+        log.info("index: %d chunks re-read on every pass", len(indexes))
     table = None
-    if data.lazy or use_bins:
-        result = scan(X, bin_size if use_bins else None, n_jobs=n_jobs)
+    if scanned is not None:
+        (result,) = _dask.compute(scanned, n_jobs=n_jobs)
         if result.n_nonfinite:
             raise _input.NonFiniteError.rows(result.n_nonfinite, result.n_rows)
         table = result.table
-        lap("scan")
+    lap("scan")
     if seeds is not None:
         start = _explicit_seeds(seeds, n_features)
     else:
@@ -112,15 +125,6 @@ def fit_stages(
             start = np.asarray(X.compute() if data.lazy else data.local)
     lap("seeding")
     log.info("seeding: %d seeds from %d rows", len(start), n_rows)
-
-    # Pass 2: the chunks' k-d trees, kept in memory when they fit (else rebuilt per pass).
-    indexes = [delayed(build_index, pure=True)(block) for block in X.to_delayed().ravel()]
-    if not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3)):
-        indexes = list(_dask.persist(*indexes, n_jobs=n_jobs))
-        log.info("index: %d chunk trees in memory", len(indexes))
-    else:
-        log.info("index: %d chunks re-read on every pass", len(indexes))
-    lap("index")
 
     climbed = climb(indexes, start, bandwidth, max_iter, data.dtype, n_jobs=n_jobs)
     del indexes

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import dask.array as da
 import numpy as np
-from dask.delayed import delayed
+from dask.delayed import Delayed, delayed
 from numba import njit
 
 from dshift import _dask
@@ -196,8 +196,8 @@ def merge_scans(a: ScanResult, b: ScanResult) -> ScanResult:
     return ScanResult(a.n_rows + b.n_rows, a.n_nonfinite + b.n_nonfinite, table)
 
 
-def scan(X: da.Array, bin_size: float | None, n_jobs: int | None = None) -> ScanResult:
-    """Dask driver of the scan pass: one read of ``X``, per-chunk scans, tree-merged.
+def scan_graph(X: da.Array, bin_size: float | None) -> Delayed:
+    """The scan pass as one lazy result: per-chunk scans of ``X``, tree-merged in order.
 
     Parameters
     ----------
@@ -205,17 +205,22 @@ def scan(X: da.Array, bin_size: float | None, n_jobs: int | None = None) -> Scan
         Rows chunked along axis 0 only; chunk sizes must be known.
     bin_size : float or None
         Grid spacing, or None when no bin seeding is wanted.
-    n_jobs : int, optional
-        Threads for the local scheduler.
 
     Returns
     -------
-    ScanResult
+    Delayed
+        Computes to a :class:`ScanResult`. Built on ``X.to_delayed()``, so computed
+        together with other per-block work it shares the blocks' reads.
     """
     offsets = _dask.chunk_offsets(X.chunks[0])
     blocks = X.to_delayed().ravel()
     parts = [delayed(scan_chunk, pure=True)(b, int(o), bin_size) for b, o in zip(blocks, offsets)]
-    (result,) = _dask.compute(_dask.tree_reduce(parts, merge_scans), n_jobs=n_jobs)
+    return _dask.tree_reduce(parts, merge_scans)
+
+
+def scan(X: da.Array, bin_size: float | None, n_jobs: int | None = None) -> ScanResult:
+    """Dask driver of the scan pass on its own: one read of ``X`` (see :func:`scan_graph`)."""
+    (result,) = _dask.compute(scan_graph(X, bin_size), n_jobs=n_jobs)
     return result
 
 
