@@ -80,6 +80,16 @@ def persist(*args: Any, n_jobs: int | None = None) -> tuple:
     return dask.persist(*args)
 
 
+def wait(collections: Sequence[Any]) -> None:
+    """Block until persisted collections are in memory (a no-op on local schedulers,
+    whose persist already blocks), so phase timings mean what they say."""
+    client = active_client()
+    if client is not None:
+        from distributed import futures_of, wait as wait_futures
+
+        wait_futures(futures_of(list(collections)))
+
+
 def available_memory() -> int:
     """Bytes the scheduler in use can hold: free worker memory, or free RAM locally."""
     client = active_client()
@@ -93,8 +103,30 @@ def available_memory() -> int:
     return total
 
 
+def _spill_room(client) -> int:
+    """Local disk the workers may spill persisted data to (0 when spilling is off)."""
+
+    def probe(dask_worker) -> int:
+        import shutil
+
+        manager = getattr(dask_worker, "memory_manager", None)
+        if manager is None or not manager.memory_limit or not getattr(manager, "memory_spill_fraction", None):
+            return -1
+        return shutil.disk_usage(dask_worker.local_directory).free
+
+    room = list(client.run(probe).values())
+    return 0 if not room or min(room) < 0 else sum(room)
+
+
 def should_persist(nbytes: int) -> bool:
-    """Apply the ``dshift.persist`` setting (``"auto"``, True or False) to data of ``nbytes``."""
+    """Apply the ``dshift.persist`` setting (``"auto"``, True or False) to data of ``nbytes``.
+
+    ``auto`` keeps the data when it takes at most half the free memory. Beyond that, on a
+    distributed cluster whose workers spill to disk with room for twice the data, it is
+    kept too: Dask spills what does not fit to the workers' disks and reloads it far faster
+    than re-reading and re-indexing the input on every pass; lost pieces are recomputed from
+    lineage like any persisted data. Otherwise every pass re-reads the input.
+    """
     setting = dask.config.get("dshift.persist", "auto")
     if isinstance(setting, str):
         setting = setting.lower()
@@ -102,7 +134,10 @@ def should_persist(nbytes: int) -> bool:
             return setting == "true"
         if setting != "auto":
             raise ValueError(f"dshift.persist must be 'auto', true or false, got {setting!r}")
-        return nbytes <= available_memory() // 2
+        if nbytes <= available_memory() // 2:
+            return True
+        client = active_client()
+        return client is not None and _spill_room(client) >= 2 * nbytes
     return bool(setting)
 
 

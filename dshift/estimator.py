@@ -98,25 +98,30 @@ def fit_stages(
     bandwidth = float(bandwidth)
     use_bins = bin_seeding and seeds is None and bandwidth > 0
     # Pass 1 reads the chunks once for two things: the scan (row count, NaN/inf check,
-    # grid bins) and each chunk's k-d tree, kept in memory when it fits. In-memory input
-    # was validated already and needs the scan only for bins. Trees that do not fit are
-    # rebuilt from the input on every shift pass.
+    # grid bins) and each chunk's k-d tree, kept when it fits in (cluster) memory or in
+    # the workers' spill space (see dshift._dask.should_persist). In-memory input was
+    # validated already and needs the scan only for bins. Trees not kept are rebuilt from
+    # the input on every shift pass.
     indexes = [delayed(build_index, pure=True)(block) for block in X.to_delayed().ravel()]
     scanned = scan_graph(X, bin_size if use_bins else None) if data.lazy or use_bins else None
-    if not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3)):
+    kept_trees = not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3))
+    if kept_trees:
         kept = _dask.persist(*indexes, *([scanned] if scanned is not None else []), n_jobs=n_jobs)
         indexes = list(kept[: len(indexes)])
         scanned = kept[-1] if scanned is not None else None
-        log.info("index: %d chunk trees in memory", len(indexes))
-    else:
-        log.info("index: %d chunks re-read on every pass", len(indexes))
     table = None
     if scanned is not None:
         (result,) = _dask.compute(scanned, n_jobs=n_jobs)
         if result.n_nonfinite:
             raise _input.NonFiniteError.rows(result.n_nonfinite, result.n_rows)
         table = result.table
-    lap("scan")
+        lap("scan")
+    if kept_trees:
+        _dask.wait(indexes)  # distributed persist returns at once; account the build here
+        log.info("index: %d chunk trees built and kept", len(indexes))
+    else:
+        log.info("index: %d chunks re-read and re-indexed on every pass", len(indexes))
+    lap("index")
     if seeds is not None:
         start = _explicit_seeds(seeds, n_features)
     else:
