@@ -1,8 +1,9 @@
 """The ``dshift`` command: run, validate and predict.
 
 Exit status: 0 on success; 2 on a user error (bad config or data, existing output,
-unreachable scheduler) with one line on stderr saying what is wrong; 1 on an unexpected
-failure (message and traceback on stderr).
+unreachable scheduler) with one line on stderr saying what is wrong; 1 when the cluster fails
+under the job (workers keep dying, no workers left, scheduler lost: one line naming the
+scheduler) or on an unexpected failure (message and traceback on stderr).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import traceback
 from typing import Optional, Sequence
 
-from dshift.errors import UserError
+from dshift.errors import ClusterError, UserError
 
 __all__ = ["main", "build_parser"]
 
@@ -166,6 +167,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as exc:
         print(exc.one_line(), file=sys.stderr)
         return EXIT_USER_ERROR
+    except ClusterError as exc:  # the cluster failed under the job: not the user's config
+        print(exc.one_line(), file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("dshift: interrupted", file=sys.stderr)
         return 130

@@ -14,7 +14,7 @@ from typing import Iterator, Optional, Union
 import dask
 
 from dshift.config import ClusterConfig
-from dshift.errors import UserError
+from dshift.errors import ClusterError, UserError
 
 __all__ = ["connect", "persist_policy", "quiet_distributed_logs"]
 
@@ -54,6 +54,9 @@ def _dashboard_address(dashboard: Union[bool, int]) -> Optional[str]:
 def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
     """Start a LocalCluster or connect to ``cfg.address``; close everything on exit.
 
+    A LocalCluster listens on 127.0.0.1 only, and without HTTP endpoints (distributed starts
+    one per scheduler and worker for metrics; they are closed) unless ``cfg.dashboard``.
+
     Parameters
     ----------
     cfg : ClusterConfig
@@ -68,48 +71,219 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
     ------
     UserError
         If the scheduler cannot be reached within ``cfg.connect_timeout`` seconds (the message
-        names the address), or the TLS files cannot be read.
+        names the address), or the TLS files cannot be read or are rejected.
+    ClusterError
+        If the cluster fails under the job: a task's workers died more often than
+        ``distributed.scheduler.allowed-failures``, no worker was left for
+        ``cfg.no_workers_timeout`` seconds, or the scheduler went away.
     """
     from distributed import Client, LocalCluster
 
     cluster = None
     client = None
+    watchdog = None
+    where = cfg.address or "the local cluster"
     try:
         if cfg.address is None:
             logger.info(
                 "cluster: starting a local cluster (%d workers x %d threads, memory_limit=%s)",
                 cfg.n_workers, cfg.threads_per_worker, cfg.memory_limit,
             )
+            dashboard = _dashboard_address(cfg.dashboard)
             cluster = LocalCluster(
                 n_workers=cfg.n_workers,
                 threads_per_worker=cfg.threads_per_worker,
                 processes=True,
                 memory_limit=cfg.memory_limit,
                 host="127.0.0.1",
-                dashboard_address=_dashboard_address(cfg.dashboard),
+                dashboard_address=dashboard,
+                # Without a dashboard the scheduler's HTTP server would still try port 8787
+                # (and warn when it is taken); a random loopback port, closed right below.
+                scheduler_kwargs=None if dashboard else {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             )
             client = Client(cluster, timeout=cfg.connect_timeout)
+            where = f"the local cluster's scheduler {cluster.scheduler_address}"
+            _close_http_servers(client, keep_scheduler=dashboard is not None)
             if cfg.dashboard is not False:
                 logger.info("cluster: dashboard at %s", client.dashboard_link)
         else:
             logger.info("cluster: connecting to %s (timeout %g s)", cfg.address, cfg.connect_timeout)
+            security = _security(cfg)
             try:
-                client = Client(cfg.address, security=_security(cfg), timeout=cfg.connect_timeout)
+                # distributed waits for the scheduler's handshake without a deadline: a port that
+                # accepts connections but never answers would hang Client() forever.
+                _probe_scheduler(cfg.address, security, cfg.connect_timeout)
+                client = Client(cfg.address, security=security, timeout=cfg.connect_timeout)
             except (OSError, TimeoutError) as exc:
                 raise UserError(
                     f"cluster.address: cannot connect to the scheduler at {cfg.address} "
                     f"within {cfg.connect_timeout:g} s ({type(exc).__name__}: {_first_line(exc)})"
                 ) from None
+            except (TypeError, ValueError) as exc:  # e.g. tls:// without certificates
+                hint = "" if cfg.tls.enabled else "; set cluster.tls.ca_file, cert_file and key_file"
+                raise UserError(
+                    f"cluster.address: cannot connect to the scheduler at {cfg.address} "
+                    f"({type(exc).__name__}: {_first_line(exc)}){hint}"
+                ) from None
+            where = f"the scheduler at {cfg.address}"
             n = len(client.nthreads())
             logger.info("cluster: connected to %s (%d workers)", cfg.address, n)
-        yield client
+        if cfg.no_workers_timeout is not None:
+            watchdog = _NoWorkersWatchdog(client, cfg.no_workers_timeout, where)
+            watchdog.start()
+        try:
+            yield client
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            message = _cluster_failure(exc, client, where, watchdog)
+            if message is None:
+                raise
+            raise ClusterError(message) from exc
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         with contextlib.suppress(Exception):
             if client is not None:
                 client.close(timeout=10)
         with contextlib.suppress(Exception):
             if cluster is not None:
                 cluster.close(timeout=20)
+
+
+def _probe_scheduler(address: str, security, timeout: float) -> None:
+    """Open and close one comm to ``address``, handshake included, within ``timeout`` seconds.
+
+    Raises
+    ------
+    TimeoutError, OSError
+        Unreachable or silent scheduler, TLS handshake failure.
+    TypeError, ValueError
+        Unusable connection settings (e.g. tls:// without certificates).
+    """
+    import asyncio
+
+    from distributed.comm import connect as comm_connect
+    from distributed.security import Security
+
+    args = (security or Security()).get_connection_args("client")
+
+    async def probe() -> None:
+        comm = await asyncio.wait_for(comm_connect(address, timeout=timeout, **args), timeout)
+        await comm.close()
+
+    try:
+        asyncio.run(probe())
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no answer within {timeout:g} s") from None
+
+
+def _stop_worker_http(dask_worker=None) -> None:
+    server = getattr(dask_worker, "http_server", None)
+    if server is not None:
+        server.stop()
+        dask_worker.services.pop("dashboard", None)
+
+
+def _close_http_servers(client, *, keep_scheduler: bool) -> None:
+    """Close the HTTP listeners distributed starts on a LocalCluster's nodes (loopback only).
+
+    Workers get a plugin, so a worker the nanny restarts later closes its server too.
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class NoWorkerHTTP(WorkerPlugin):
+        name = "dshift-no-worker-http"
+
+        def setup(self, worker) -> None:
+            _stop_worker_http(worker)
+
+    client.register_plugin(NoWorkerHTTP(), name=NoWorkerHTTP.name)
+    if not keep_scheduler:
+        client.run_on_scheduler(_stop_scheduler_http)
+
+
+def _stop_scheduler_http(dask_scheduler=None) -> None:
+    server = getattr(dask_scheduler, "http_server", None)
+    if server is not None:
+        server.stop()
+        dask_scheduler.services.pop("dashboard", None)
+
+
+class _NoWorkersWatchdog:
+    """Fail the job when the cluster has had no worker for ``timeout`` seconds.
+
+    Dask waits for workers forever; a batch job should not. The watchdog polls the scheduler
+    once a second from a daemon thread and, on expiry, cancels the client's futures so the
+    blocked ``compute`` returns.
+    """
+
+    def __init__(self, client, timeout: float, where: str) -> None:
+        import threading
+
+        self.client, self.timeout, self.where = client, float(timeout), where
+        self.message: Optional[str] = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dshift-no-workers-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _workers(self) -> int:
+        try:
+            return len(self.client.nthreads())
+        except Exception:  # noqa: BLE001 - a scheduler that does not answer has no usable worker
+            return 0
+
+    def _run(self) -> None:
+        import time
+
+        since = None
+        while not self._stop.wait(1.0):
+            if self._workers():
+                since = None
+                continue
+            now = time.monotonic()
+            since = now if since is None else since
+            if now - since < self.timeout:
+                continue
+            self.message = (
+                f"cluster: no workers left on {self.where} for {self.timeout:g} s "
+                "(cluster.no_workers_timeout); the job was stopped"
+            )
+            client = self.client
+            keys = list(getattr(client, "futures", {}))
+            handler = getattr(client, "_handle_cancelled_keys", None)
+            if handler is not None:
+                with contextlib.suppress(Exception):
+                    client.loop.add_callback(handler, keys, "dshift-no-workers", self.message)
+            return
+
+
+def _cluster_failure(exc: BaseException, client, where: str, watchdog) -> Optional[str]:
+    """One line for an exception caused by the cluster failing, or None for other errors."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    if watchdog is not None and watchdog.message is not None:
+        return watchdog.message
+    if isinstance(exc, KilledWorker):
+        worker = getattr(exc.last_worker, "address", exc.last_worker)
+        return (
+            f"cluster: workers of {where} kept dying: a task was lost with "
+            f"{exc.allowed_failures + 1} worker(s) (distributed.scheduler.allowed-failures="
+            f"{exc.allowed_failures}; last worker {worker}); see the worker logs"
+        )
+    status = getattr(client, "status", "running")
+    if isinstance(exc, (CancelledError, CommClosedError)) or status not in ("running", "connecting"):
+        return f"cluster: lost the connection to {where} ({type(exc).__name__}: {_first_line(exc)})"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -124,6 +124,8 @@ class ClusterConfig(_Strict):
     dashboard: Any = False
     tls: TLSConfig = Field(default_factory=TLSConfig)
     connect_timeout: float = Field(30, gt=0)
+    # Dask waits for workers forever; a batch job fails after this long without any (null: wait).
+    no_workers_timeout: Optional[float] = Field(120, gt=0)
 
     @field_validator("address")
     @classmethod

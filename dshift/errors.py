@@ -9,7 +9,7 @@ exception is a bug or an environment failure (exit status 1).
 
 from __future__ import annotations
 
-__all__ = ["UserError", "ConfigError"]
+__all__ = ["UserError", "ConfigError", "ClusterError"]
 
 
 class UserError(Exception):
@@ -41,3 +41,24 @@ class ConfigError(UserError):
     """A configuration file that cannot be read or does not match the schema."""
 
     prefix = "config error"
+
+
+class ClusterError(Exception):
+    """The Dask cluster failed under the job (workers kept dying, no workers left, the
+    scheduler went away): not the user's config, so the CLI exits 1, but with one line naming
+    the scheduler instead of a traceback.
+
+    Parameters
+    ----------
+    message : str
+        One line naming the scheduler and what happened.
+    """
+
+    prefix = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split("\n")))
+
+    def one_line(self) -> str:
+        """The line the CLI prints."""
+        return f"{self.prefix}: {self}"

@@ -12,12 +12,15 @@ complete, see :class:`OutputStage`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fnmatch
 import json
 import logging
 import os
 import posixpath
 import shutil
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -641,9 +644,10 @@ class OutputStage:
     """Stage an output directory and move it into place only when complete.
 
     Everything is written under a hidden sibling ``<parent>/.<name>.tmp-<uuid>``. On a local
-    file system :meth:`commit` renames the old output aside (when overwriting), renames the new
-    one in and deletes the old one: ``output.path`` holds either the complete old output, or
-    nothing, or the complete new output. On object stores (s3://, …) a "rename" is copy +
+    file system :meth:`commit` swaps the new output with the old one in one atomic
+    ``renameat2(RENAME_EXCHANGE)`` (Linux; elsewhere: old renamed aside, new renamed in) and
+    deletes the old one: ``output.path`` holds either the complete old output, or (only
+    without the atomic swap, for an instant) nothing, or the complete new output. On object stores (s3://, …) a "rename" is copy +
     delete: the files are copied to the target prefix after a ``_DSHIFT_COMMITTING`` marker,
     and ``_SUCCESS`` is written last; readers must check for ``_SUCCESS``. A prefix left with
     the committing marker by a killed job is replaced by the next run.
@@ -744,8 +748,11 @@ class OutputStage:
     def _commit_local(self, replace: bool) -> None:
         with open(os.path.join(self.tmp, SUCCESS_MARKER), "wb"):
             pass
+        if replace and _exchange_paths(self.tmp, self.root):
+            _rm_local(self.tmp)  # now the old output
+            return
         old = None
-        if replace:
+        if replace:  # no atomic exchange: a short window with nothing at output.path
             old = f"{self.parent}/.{self.name}.old-{uuid.uuid4().hex[:12]}"
             os.rename(self.root, old)
         os.rename(self.tmp, self.root)
@@ -805,6 +812,28 @@ class OutputStage:
     def __exit__(self, exc_type, exc, tb) -> None:
         # Commit is explicit; leaving the block without it (an error) discards the staging dir.
         self.abort()
+
+
+def _exchange_paths(a: str, b: str) -> bool:
+    """Atomically swap two local paths (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False where that is not available (other systems, some file systems); the caller
+    then falls back to two renames.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), b)
 
 
 def _rm_local(path: str) -> None:

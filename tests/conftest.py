@@ -7,6 +7,7 @@ so the suite runs quickly on 2 cores.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -203,38 +204,113 @@ def _stop(proc: subprocess.Popen, timeout: float = 10) -> None:
 # A real dask scheduler + 2 workers on loopback
 
 
-@pytest.fixture(scope="module")
-def dask_scheduler(tmp_path_factory) -> Iterator[str]:
-    """Address of a ``dask scheduler`` with two ``dask worker`` processes (1 thread each)."""
-    work = tmp_path_factory.mktemp("dask-cluster")
+class DaskProcesses:
+    """A ``dask scheduler`` and ``dask worker`` processes started by :func:`dask_processes`."""
+
+    def __init__(self, work: Path, scheduler: subprocess.Popen, address: str) -> None:
+        self.work, self.scheduler, self.address = work, scheduler, address
+        self.workers: list[subprocess.Popen] = []
+
+    def kill_worker(self, i: int) -> None:
+        """SIGKILL worker ``i`` (a process this suite started) and reap it."""
+        proc = self.workers[i]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+
+@contextlib.contextmanager
+def dask_processes(work: Path, n_workers: int, *, scheduler_args: tuple = (), worker_args: tuple = (),
+                   env: Optional[dict] = None, security: Any = None, names: Optional[list[str]] = None,
+                   log_names: Optional[list[str]] = None) -> Iterator[DaskProcesses]:
+    """Start ``python -m dask scheduler`` + ``n_workers`` ``python -m dask worker`` on 127.0.0.1.
+
+    Yields once every worker is connected; stops every process it started on the way out.
+    """
     sched_file = work / "scheduler.json"
-    logs = [open(work / f"{name}.log", "w") for name in ("scheduler", "worker0", "worker1")]
+    log_names = log_names or ["scheduler"] + [f"worker{i}" for i in range(n_workers)]
+    logs = [open(work / f"{name}.log", "w") for name in log_names]
+    full_env = {**os.environ, **(env or {})}
     procs: list[subprocess.Popen] = []
     try:
         procs.append(subprocess.Popen(
             [PYTHON, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--scheduler-file", str(sched_file), "--no-dashboard"],
-            stdout=logs[0], stderr=subprocess.STDOUT, cwd=work))
+             "--scheduler-file", str(sched_file), "--no-dashboard", *scheduler_args],
+            stdout=logs[0], stderr=subprocess.STDOUT, cwd=work, env=full_env))
         deadline = time.monotonic() + 60
         while not sched_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert sched_file.exists(), (work / "scheduler.log").read_text()
-        for i in (1, 2):
-            procs.append(subprocess.Popen(
+            time.sleep(0.1)
+        assert sched_file.exists(), (work / f"{log_names[0]}.log").read_text()
+        time.sleep(0.1)  # the file is written in one go, but be safe on a loaded machine
+        cluster = DaskProcesses(work, procs[0], json.loads(sched_file.read_text())["address"])
+        for i in range(n_workers):
+            name = names[i] if names else f"w{i}"
+            proc = subprocess.Popen(
                 [PYTHON, "-m", "dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
-                 "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}"],
-                stdout=logs[i], stderr=subprocess.STDOUT, cwd=work))
-        address = json.loads(sched_file.read_text())["address"]
+                 "--no-dashboard", "--host", "127.0.0.1", "--name", name, *worker_args],
+                stdout=logs[i + 1], stderr=subprocess.STDOUT, cwd=work, env=full_env)
+            procs.append(proc)
+            cluster.workers.append(proc)
         from distributed import Client
 
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield address
+        with Client(cluster.address, timeout=60, security=security) as client:
+            client.wait_for_workers(n_workers, timeout=120)
+        yield cluster
     finally:
         for proc in reversed(procs):
             _stop(proc)
         for fh in logs:
             fh.close()
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler(tmp_path_factory) -> Iterator[str]:
+    """Address of a ``dask scheduler`` with two ``dask worker`` processes (1 thread each)."""
+    work = tmp_path_factory.mktemp("dask-cluster")
+    with dask_processes(work, 2, names=["w1", "w2"]) as cluster:
+        yield cluster.address
+
+
+def make_tls_files(directory: Path) -> dict[str, Path]:
+    """A throwaway CA and one certificate/key signed by it for 127.0.0.1 (server and client).
+
+    Returns {"ca_file", "cert_file", "key_file"} paths (PEM).
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dshift test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = {"ca_file": directory / "ca.pem", "cert_file": directory / "cert.pem", "key_file": directory / "key.pem"}
+    files["ca_file"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["cert_file"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files["key_file"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+    files["key_file"].chmod(0o600)
+    return files
 
 
 # --------------------------------------------------------------------------------------------
