@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a clustering job described by a YAML config",
                          description="Cluster input.path with mean shift; write labels/, model.json, "
                                      "report.json and clusters.png to output.path (all or nothing).")
-    run.add_argument("config", metavar="CONFIG.yaml", help="job configuration (see README.md, "The batch tool")")
+    run.add_argument("config", metavar="CONFIG.yaml", help="job configuration (see README.md, 'The batch tool')")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only errors")
 
     val = sub.add_parser("validate", help="check a config (and the input's columns when it exists)",
