@@ -276,16 +276,7 @@ def _n_threads(n_jobs: int | None) -> int | None:
 
 
 @validate_params(
-    {
-        "X": "no_validation",
-        "bandwidth": [Interval(Real, 0, None, closed="neither"), None],
-        "seeds": ["array-like", None],
-        "bin_seeding": ["boolean"],
-        "min_bin_freq": [Interval(Integral, 1, None, closed="left")],
-        "cluster_all": ["boolean"],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "n_jobs": [Integral, None],
-    },
+    {"X": "no_validation", **MeanShift._parameter_constraints},
     prefer_skip_nested_validation=False,
 )
 def mean_shift(

@@ -113,22 +113,23 @@ def siblings(out: Path) -> list[str]:
     return sorted(p.name for p in out.parent.iterdir()) if out.parent.exists() else []
 
 
+def _dataset(tmp_path_factory, name: str, n: int, seed: int, n_files: int) -> tuple[pd.DataFrame, Path]:
+    frame = make_frame(n=n, seed=seed)
+    directory = tmp_path_factory.mktemp(name) / "data"
+    write_parquet_files(frame, directory, n_files=n_files)
+    return frame, directory
+
+
 @pytest.fixture(scope="module")
 def medium(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     """40,000 rows in 4 files: a LocalCluster job of several seconds with bandwidth 1."""
-    frame = make_frame(n=40_000, seed=5)
-    directory = tmp_path_factory.mktemp("medium") / "data"
-    write_parquet_files(frame, directory, n_files=4)
-    return frame, directory
+    return _dataset(tmp_path_factory, "medium", 40_000, 5, 4)
 
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     """300,000 rows in 6 files for the lost-worker runs."""
-    frame = make_frame(n=300_000, seed=11)
-    directory = tmp_path_factory.mktemp("large") / "data"
-    write_parquet_files(frame, directory, n_files=6)
-    return frame, directory
+    return _dataset(tmp_path_factory, "large", 300_000, 11, 6)
 
 
 # --------------------------------------------------------------------------------------------
