@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,6 +12,8 @@ import dask
 import numpy as np
 import psutil
 from dask.delayed import Delayed, delayed
+
+log = logging.getLogger("dshift")
 
 SPLIT_EVERY = 8
 """Fan-in of tree reductions: a few levels even for thousands of chunks."""
@@ -20,7 +24,21 @@ smaller chunks keep both cores busy on mid-sized data)."""
 
 MIN_CHUNK_ROWS = 4096
 
-dask.config.update_defaults({"dshift": {"persist": "auto", "chunk-bytes": DEFAULT_CHUNK_BYTES}})
+DEFAULTS = {
+    "persist": "auto",
+    "chunk-bytes": DEFAULT_CHUNK_BYTES,
+    # Seeds per block: big enough that a block's partial sums amortise a task, small
+    # enough that a pass over a million seeds keeps every core busy and reports progress.
+    "seed-block-size": 65_536,
+    # Seconds between progress lines while a long pass runs.
+    "progress-interval": 10.0,
+}
+dask.config.update_defaults({"dshift": DEFAULTS})
+
+
+def config_get(key: str) -> Any:
+    """A ``dshift.*`` setting from Dask's configuration (``DASK_DSHIFT__...`` in the environment)."""
+    return dask.config.get(f"dshift.{key}", DEFAULTS[key])
 
 
 def tree_reduce(parts: Sequence[Delayed], combine: Callable[[Any, Any], Any]) -> Delayed:
@@ -80,6 +98,63 @@ def persist(*args: Any, n_jobs: int | None = None) -> tuple:
     return dask.persist(*args)
 
 
+def persist_with_progress(
+    objs: Sequence[Delayed], what: str, *, unit: str, count: int, n_jobs: int | None = None
+) -> list[Delayed]:
+    """Persist ``objs`` and log ``what: i/count unit done`` while it takes long.
+
+    The first ``count`` objects are the ones counted. A line goes to the ``dshift`` logger
+    every ``dshift.progress-interval`` seconds until all of them are in memory, so a long
+    pass is never silent. On a distributed cluster this returns when the results are on the
+    workers (not merely scheduled).
+
+    Returns
+    -------
+    list of Delayed
+        The persisted objects, in order.
+    """
+    import threading
+
+    interval = float(config_get("progress-interval"))
+    counted = {o.key for o in objs[:count]}
+    finished: set = set()
+    start = time.perf_counter()
+
+    def report() -> None:
+        log.info("%s: %d/%d %s done, %.0f s", what, len(finished), count, unit, time.perf_counter() - start)
+
+    client = active_client()
+    if client is not None:
+        from distributed import futures_of, wait as wait_futures
+
+        kept = client.persist(list(objs))
+        futures = [f for o in kept[:count] for f in futures_of(o)]
+        while True:
+            try:
+                wait_futures(futures, timeout=interval)
+                return kept
+            except TimeoutError:
+                finished.update(f.key for f in futures if f.done())
+                report()
+
+    from dask.callbacks import Callback
+
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.wait(interval):
+            report()
+
+    thread = threading.Thread(target=ticker, name="dshift-progress", daemon=True)
+    with Callback(posttask=lambda key, *_: finished.add(key) if key in counted else None):
+        thread.start()
+        try:
+            return list(persist(*objs, n_jobs=n_jobs))
+        finally:
+            stop.set()
+            thread.join()
+
+
 def wait(collections: Sequence[Any]) -> None:
     """Block until persisted collections are in memory (a no-op on local schedulers,
     whose persist already blocks), so phase timings mean what they say."""
@@ -127,7 +202,7 @@ def should_persist(nbytes: int) -> bool:
     than re-reading and re-indexing the input on every pass; lost pieces are recomputed from
     lineage like any persisted data. Otherwise every pass re-reads the input.
     """
-    setting = dask.config.get("dshift.persist", "auto")
+    setting = config_get("persist")
     if isinstance(setting, str):
         setting = setting.lower()
         if setting in ("true", "false"):
@@ -152,7 +227,7 @@ def n_cores() -> int:
 def auto_chunk_rows(n_rows: int, n_features: int, itemsize: int = 8) -> int:
     """Rows per chunk for in-memory input: about ``dshift.chunk-bytes``, and at least one
     chunk per core once the data is large enough to be worth splitting."""
-    target = int(dask.config.get("dshift.chunk-bytes", DEFAULT_CHUNK_BYTES))
+    target = int(config_get("chunk-bytes"))
     rows = max(target // max(n_features * itemsize, 1), 1)
     if n_rows >= 2 * MIN_CHUNK_ROWS:
         rows = min(rows, max(math.ceil(n_rows / n_cores()), MIN_CHUNK_ROWS))

@@ -3,13 +3,55 @@
 Ties go to the lower center index (the more populated cluster). With
 ``cluster_all=False`` a point farther than ``bandwidth`` from its nearest center gets
 -1 (distance equal to the bandwidth keeps the label), as in scikit-learn.
+
+A handful of centers is searched by brute force; many centers (a small bandwidth can
+make a cluster per point) through a k-d tree over the centers, built once per pass and
+shared by every chunk. Both give the same labels: distances are the same float64 sums
+in coordinate order, and the tree prunes a box only when its nearest possible distance
+is strictly larger than the best found (rounding is monotone), so ties are still seen.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import dask.array as da
 import numpy as np
+from dask.delayed import Delayed, delayed
 from numba import njit
+
+from dshift.index import ChunkIndex, build_tree
+
+BRUTE_MAX = 32
+"""Up to this many centers a point is compared with each one (no tree)."""
+
+LEAF_SIZE = 8
+
+
+class CenterIndex(NamedTuple):
+    """The centers, with a k-d tree over them when there are many (picklable)."""
+
+    centers: np.ndarray  # (k, d) float64, in label order
+    tree: ChunkIndex | None
+    perm: np.ndarray | None  # label of each row of tree.points
+
+
+def center_index(centers: np.ndarray) -> CenterIndex:
+    """Prepare centers for nearest-center queries.
+
+    Parameters
+    ----------
+    centers : ndarray of shape (k, d)
+
+    Returns
+    -------
+    CenterIndex
+    """
+    wide = np.ascontiguousarray(centers, dtype=np.float64)
+    if len(wide) <= BRUTE_MAX:
+        return CenterIndex(wide, None, None)
+    tree, perm = build_tree(wide, LEAF_SIZE)
+    return CenterIndex(wide, tree, perm)
 
 
 @njit(nogil=True, cache=True)
@@ -34,15 +76,67 @@ def _nearest(points: np.ndarray, centers: np.ndarray, radius: float) -> np.ndarr
     return labels
 
 
-def assign_labels(chunk: np.ndarray, centers: np.ndarray, bandwidth: float, cluster_all: bool) -> np.ndarray:
+@njit(nogil=True, cache=True)
+def _nearest_tree(points, tpoints, perm, start, stop, left, lower, upper, radius):
+    n, d = points.shape
+    labels = np.empty(n, np.int64)
+    stack = np.empty(256, np.int64)
+    x = np.empty(d)
+    for i in range(n):
+        for j in range(d):
+            x[j] = np.float64(points[i, j])
+        best = np.inf
+        arg = -1
+        stack[0] = 0
+        top = 1
+        while top > 0:
+            top -= 1
+            node = stack[top]
+            near = 0.0
+            for j in range(d):
+                t = max(lower[node, j] - x[j], x[j] - upper[node, j], 0.0)
+                near += t * t
+            if near > best:
+                continue
+            child = left[node]
+            if child >= 0:
+                # Visit the nearer child first (pushed last): the best distance shrinks sooner.
+                a = 0.0
+                b = 0.0
+                for j in range(d):
+                    t = max(lower[child, j] - x[j], x[j] - upper[child, j], 0.0)
+                    a += t * t
+                    t = max(lower[child + 1, j] - x[j], x[j] - upper[child + 1, j], 0.0)
+                    b += t * t
+                if a <= b:
+                    stack[top] = child + 1
+                    stack[top + 1] = child
+                else:
+                    stack[top] = child
+                    stack[top + 1] = child + 1
+                top += 2
+                continue
+            for r in range(start[node], stop[node]):
+                dist = 0.0
+                for j in range(d):
+                    t = x[j] - tpoints[r, j]
+                    dist += t * t
+                if dist < best or (dist == best and perm[r] < arg):
+                    best = dist
+                    arg = perm[r]
+        labels[i] = arg if np.sqrt(best) <= radius else -1
+    return labels
+
+
+def assign_labels(chunk: np.ndarray, centers, bandwidth: float, cluster_all: bool) -> np.ndarray:
     """Label the rows of one chunk with their nearest center.
 
     Parameters
     ----------
     chunk : ndarray of shape (m, d)
         Rows (not modified).
-    centers : ndarray of shape (k, d)
-        Cluster centers.
+    centers : ndarray of shape (k, d) or CenterIndex
+        Cluster centers (a :class:`CenterIndex` saves rebuilding the tree per chunk).
     bandwidth : float
         Radius beyond which a point is an outlier when ``cluster_all`` is False.
     cluster_all : bool
@@ -52,21 +146,28 @@ def assign_labels(chunk: np.ndarray, centers: np.ndarray, bandwidth: float, clus
     -------
     ndarray of shape (m,), int64
     """
+    index = centers if isinstance(centers, CenterIndex) else center_index(centers)
     radius = np.inf if cluster_all else float(bandwidth)
     points = np.ascontiguousarray(chunk)
     if not np.issubdtype(points.dtype, np.floating):
         points = points.astype(np.float64)
-    return _nearest(points, np.ascontiguousarray(centers, dtype=np.float64), radius)
+    if index.tree is None:
+        return _nearest(points, index.centers, radius)
+    t = index.tree
+    return _nearest_tree(points, t.points, index.perm, t.start, t.stop, t.left, t.lower, t.upper, radius)
 
 
-def label_array(X: da.Array, centers: np.ndarray, bandwidth: float, cluster_all: bool) -> da.Array:
+def label_array(X: da.Array, centers, bandwidth: float, cluster_all: bool) -> da.Array:
     """Lazy labels of a row-chunked Dask array: one ``map_blocks`` pass.
 
     Parameters
     ----------
     X : dask.array.Array of shape (n, d)
         One chunk along axis 1.
-    centers, bandwidth, cluster_all
+    centers : ndarray of shape (k, d) or Delayed
+        Cluster centers, on the driver or (persisted) on the workers; the center index is
+        built once, where the centers are, and shared by every chunk.
+    bandwidth, cluster_all
         As in :func:`assign_labels`.
 
     Returns
@@ -75,10 +176,15 @@ def label_array(X: da.Array, centers: np.ndarray, bandwidth: float, cluster_all:
     """
     return X.map_blocks(
         assign_labels,
-        centers,
+        shared_center_index(centers),
         bandwidth,
         cluster_all,
         drop_axis=1,
         dtype=np.int64,
         meta=np.empty((0,), dtype=np.int64),
     )
+
+
+def shared_center_index(centers) -> Delayed:
+    """A lazy :class:`CenterIndex` for ``centers`` (array or Delayed), for labelling passes."""
+    return delayed(center_index, pure=True)(centers)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -27,9 +28,9 @@ from dshift import _dask, _input
 from dshift.assigning import label_array
 from dshift.bandwidth import estimate_bandwidth
 from dshift.index import build_index
-from dshift.merging import merge_modes
-from dshift.seeding import scan, scan_graph, seeds_from_table
-from dshift.shifting import climb
+from dshift.merging import merge_blocks
+from dshift.seeding import bin_seed_blocks, bins_fit, point_seed_blocks, scan, scan_graph, summarize_scan
+from dshift.shifting import blocks_from_array, climb
 
 log = logging.getLogger("dshift")
 
@@ -66,8 +67,16 @@ def fit_stages(
     cluster_all: bool,
     max_iter: int,
     n_jobs: int | None,
+    on_seeds: Callable[[int, str], None] | None = None,
 ) -> FitResult:
     """Run dshift's stages on prepared input (parameters already validated).
+
+    Parameters
+    ----------
+    on_seeds : callable, optional
+        Called as ``on_seeds(n_seeds, source)`` once the number of seeds is known and
+        before any shifting; ``source`` is ``"points"``, ``"bins"`` or ``"seeds"``. The
+        batch job refuses runs with too many seeds there; the library never does.
 
     Returns
     -------
@@ -101,21 +110,19 @@ def fit_stages(
     # grid bins) and each chunk's k-d tree, kept when it fits in (cluster) memory or in
     # the workers' spill space (see dshift._dask.should_persist). In-memory input was
     # validated already and needs the scan only for bins. Trees not kept are rebuilt from
-    # the input on every shift pass.
+    # the input on every shift pass. The bin table stays where the scan merged it.
     indexes = [delayed(build_index, pure=True)(block) for block in X.to_delayed().ravel()]
     scanned = scan_graph(X, bin_size if use_bins else None) if data.lazy or use_bins else None
     kept_trees = not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3))
-    if kept_trees:
-        kept = _dask.persist(*indexes, *([scanned] if scanned is not None else []), n_jobs=n_jobs)
-        indexes = list(kept[: len(indexes)])
-        scanned = kept[-1] if scanned is not None else None
-    table = None
     if scanned is not None:
-        (result,) = _dask.compute(scanned, n_jobs=n_jobs)
-        if result.n_nonfinite:
-            raise _input.NonFiniteError.rows(result.n_nonfinite, result.n_rows)
-        table = result.table
+        kept = _dask.persist(*(indexes if kept_trees else []), scanned, n_jobs=n_jobs)
+        indexes, scanned = (list(kept[:-1]) if kept_trees else indexes), kept[-1]
+        (summary,) = _dask.compute(delayed(summarize_scan, pure=True)(scanned, min_bin_freq), n_jobs=n_jobs)
+        if summary.n_nonfinite:
+            raise _input.NonFiniteError.rows(summary.n_nonfinite, summary.n_rows)
         lap("scan")
+    elif kept_trees:
+        indexes = list(_dask.persist(*indexes, n_jobs=n_jobs))
     if kept_trees:
         _dask.wait(indexes)  # distributed persist returns at once; account the build here
         log.info("index: %d chunk trees built and kept", len(indexes))
@@ -123,26 +130,30 @@ def fit_stages(
         log.info("index: %d chunks re-read and re-indexed on every pass", len(indexes))
     lap("index")
     if seeds is not None:
-        start = _explicit_seeds(seeds, n_features)
-    else:
-        start = seeds_from_table(table, bin_size, min_bin_freq, n_rows) if use_bins else None
-        if start is None:  # every point is a seed
-            start = np.asarray(X.compute() if data.lazy else data.local)
+        explicit = _explicit_seeds(seeds, n_features)
+        blocks, n_seeds, source = blocks_from_array(explicit), len(explicit), "seeds"
+    elif use_bins and bins_fit(summary, bin_size, min_bin_freq):
+        blocks, n_seeds, source = bin_seed_blocks(scanned, summary.n_kept, bin_size, min_bin_freq), summary.n_kept, "bins"
+    else:  # every point is a seed
+        blocks, n_seeds, source = point_seed_blocks(X), n_rows, "points"
+    log.info("seeding: %s seeds from %s rows (%s)", f"{n_seeds:,}", f"{n_rows:,}", source)
+    if on_seeds is not None:
+        on_seeds(n_seeds, source)
     lap("seeding")
-    log.info("seeding: %d seeds from %d rows", len(start), n_rows)
 
-    climbed = climb(indexes, start, bandwidth, max_iter, data.dtype, n_jobs=n_jobs)
+    climbed = climb(indexes, blocks, bandwidth, max_iter, data.dtype, n_jobs=n_jobs)
     del indexes
     lap("shift")
-    centers = merge_modes(climbed.position, climbed.intensity, bandwidth)
+    (centers_kept,) = _dask.persist(merge_blocks(climbed.blocks, bandwidth, data.dtype), n_jobs=n_jobs)
+    (centers,) = _dask.compute(centers_kept, n_jobs=n_jobs)
     lap("merge")
-    log.info("merge: %d clusters", len(centers))
+    log.info("merge: %s clusters", f"{len(centers):,}")
 
-    labels = label_array(X, centers, bandwidth, cluster_all)
+    labels = label_array(X, centers_kept, bandwidth, cluster_all)
     if not data.lazy:
         (labels,) = _dask.compute(labels, n_jobs=n_jobs)
         lap("assign")
-    return FitResult(centers, labels, climbed.n_iter, bandwidth, len(start), timings)
+    return FitResult(centers, labels, climbed.n_iter, bandwidth, n_seeds, timings)
 
 
 class MeanShift(ClusterMixin, BaseEstimator):

@@ -46,18 +46,22 @@ class ChunkIndex(NamedTuple):
 
 
 @njit(inline="always", cache=True)
-def _swap_rows(x: np.ndarray, i: int, j: int) -> None:
+def _swap_rows(x: np.ndarray, perm: np.ndarray, i: int, j: int) -> None:
     for k in range(x.shape[1]):
         t = x[i, k]
         x[i, k] = x[j, k]
         x[j, k] = t
+    r = perm[i]
+    perm[i] = perm[j]
+    perm[j] = r
 
 
 @njit(cache=True)
-def _select(x: np.ndarray, lo: int, hi: int, kth: int, dim: int) -> None:
+def _select(x: np.ndarray, perm: np.ndarray, lo: int, hi: int, kth: int, dim: int) -> None:
     """Partially sort rows ``x[lo:hi+1]`` on column ``dim`` so that row ``kth`` is in place.
 
-    Hoare partitioning with a median-of-three pivot; duplicates split evenly.
+    Hoare partitioning with a median-of-three pivot; duplicates split evenly. ``perm``
+    follows the rows.
     """
     while hi > lo:
         mid = (lo + hi) // 2
@@ -74,7 +78,7 @@ def _select(x: np.ndarray, lo: int, hi: int, kth: int, dim: int) -> None:
             while x[j, dim] > pivot:
                 j -= 1
             if i <= j:
-                _swap_rows(x, i, j)
+                _swap_rows(x, perm, i, j)
                 i += 1
                 j -= 1
         if kth <= j:
@@ -86,7 +90,7 @@ def _select(x: np.ndarray, lo: int, hi: int, kth: int, dim: int) -> None:
 
 
 @njit(nogil=True, cache=True)
-def _build(points: np.ndarray, leaf_size: int):
+def _build(points: np.ndarray, perm: np.ndarray, leaf_size: int):
     n, d = points.shape
     cap = 2 * (2 * n // max(leaf_size, 2) + 1) + 1
     start = np.empty(cap, np.int64)
@@ -130,7 +134,7 @@ def _build(points: np.ndarray, leaf_size: int):
                     add_value(sum_s[node], sum_c[node], k, points[i, k])
             continue
         mid = (a + b) // 2
-        _select(points, a, b - 1, mid, dim)
+        _select(points, perm, a, b - 1, mid, dim)
         left[node] = m
         start[m], stop[m] = a, mid
         start[m + 1], stop[m + 1] = mid, b
@@ -164,8 +168,28 @@ def build_index(chunk: np.ndarray, leaf_size: int = LEAF_SIZE) -> ChunkIndex:
     -------
     ChunkIndex
     """
-    points = np.array(chunk, dtype=np.float64, order="C", copy=True)
-    return ChunkIndex(points, *_build(points, leaf_size))
+    return build_tree(chunk, leaf_size)[0]
+
+
+def build_tree(points: np.ndarray, leaf_size: int = LEAF_SIZE) -> tuple[ChunkIndex, np.ndarray]:
+    """Build a k-d tree and say where each row went.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, d)
+        Any real dtype (converted to float64); not modified.
+    leaf_size : int
+        Maximum points per leaf.
+
+    Returns
+    -------
+    index : ChunkIndex
+    perm : ndarray of shape (n,), int64
+        ``index.points[i]`` is row ``perm[i]`` of ``points``.
+    """
+    tree_points = np.array(points, dtype=np.float64, order="C", copy=True)
+    perm = np.arange(len(tree_points), dtype=np.int64)
+    return ChunkIndex(tree_points, *_build(tree_points, perm, leaf_size)), perm
 
 
 GROUP_SIZE = 64
@@ -236,6 +260,41 @@ def group_seeds(centers: np.ndarray, bandwidth: float) -> tuple[np.ndarray, np.n
     return _group_seeds(centers, GROUP_SIZE, width * width)
 
 
+@njit(inline="always", cache=True)
+def _band_point(points, i, d, m, cx, radius2, dist, mask, acc_s, acc_c, acc_n):
+    """Add point ``i`` to the sums of each of the group's ``m`` seeds whose ball holds it.
+
+    Vectorised over the seeds (``cx`` holds their coordinates column by column): the
+    distance is summed in coordinate order, the per-point test of the scalar code, and
+    every seed's compensated sum takes ``p * mask`` (``p`` or 0), so there is no branch.
+    """
+    p = points[i, 0]
+    c0 = cx[0]
+    for q in range(m):
+        t = p - c0[q]
+        dist[q] = t * t
+    for j in range(1, d):
+        p = points[i, j]
+        cj = cx[j]
+        for q in range(m):
+            t = p - cj[q]
+            dist[q] += t * t
+    for q in range(m):
+        mask[q] = 1.0 if dist[q] <= radius2 else 0.0
+        acc_n[q] += mask[q]
+    for j in range(d):
+        p = points[i, j]
+        sj = acc_s[j]
+        cj = acc_c[j]
+        for q in range(m):
+            x = p * mask[q]
+            s = sj[q]
+            t = s + x
+            bb = t - s
+            cj[q] += (s - (t - bb)) + (x - bb)
+            sj[q] = t
+
+
 @njit(nogil=True, cache=True)
 def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, order, bounds, radius2):
     k, d = centers.shape
@@ -244,6 +303,16 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
     out_c = np.zeros((k, d))
     if start.shape[0] == 0:
         return count, out_s, out_c
+    widest = 1
+    for g in range(bounds.shape[0] - 1):
+        widest = max(widest, bounds[g + 1] - bounds[g])
+    # Per-group scratch, seeds along the last axis so the band loop is contiguous.
+    cx = np.empty((d, widest))
+    acc_s = np.empty((d, widest))
+    acc_c = np.empty((d, widest))
+    acc_n = np.empty(widest)
+    dist = np.empty(widest)
+    mask = np.empty(widest)
     stack = np.empty(256, np.int64)
     glo = np.empty(d)
     ghi = np.empty(d)
@@ -253,16 +322,21 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
         # The group's box: every test against it holds for each of its seeds (rounding
         # is monotone), so a decision taken for the box is exact for every seed.
         first, last = bounds[g], bounds[g + 1]
+        m = last - first
         for j in range(d):
-            glo[j] = centers[order[first], j]
-            ghi[j] = glo[j]
+            glo[j] = np.inf
+            ghi[j] = -np.inf
             gs[j] = 0.0
             gc[j] = 0.0
-        for r in range(first + 1, last):
-            for j in range(d):
-                v = centers[order[r], j]
+            for q in range(m):
+                v = centers[order[first + q], j]
+                cx[j, q] = v
+                acc_s[j, q] = 0.0
+                acc_c[j, q] = 0.0
                 glo[j] = min(glo[j], v)
                 ghi[j] = max(ghi[j], v)
+        for q in range(m):
+            acc_n[q] = 0.0
         n_group = 0
         stack[0] = 0
         top = 1
@@ -291,13 +365,13 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
                 stack[top + 1] = child
                 top += 2
                 continue
-            if last - first == 1:  # a lone seed: the box test is its exact test, done once
+            if m == 1:  # a lone seed: the box test is its exact test, done once
                 for i in range(start[node], stop[node]):
-                    dist = 0.0
+                    dist2 = 0.0
                     for j in range(d):
                         t = points[i, j] - glo[j]
-                        dist += t * t
-                    if dist <= radius2:
+                        dist2 += t * t
+                    if dist2 <= radius2:
                         n_group += 1
                         for j in range(d):
                             add_value(gs, gc, j, points[i, j])
@@ -318,21 +392,13 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
                     for j in range(d):
                         add_value(gs, gc, j, points[i, j])
                     continue
-                for r in range(first, last):  # near some spheres: decide seed by seed
-                    q = order[r]
-                    dist = 0.0
-                    for j in range(d):
-                        t = points[i, j] - centers[q, j]
-                        dist += t * t
-                    if dist <= radius2:
-                        count[q] += 1
-                        for j in range(d):
-                            add_value(out_s[q], out_c[q], j, points[i, j])
-        for r in range(first, last):
-            q = order[r]
-            count[q] += n_group
+                _band_point(points, i, d, m, cx, radius2, dist, mask, acc_s, acc_c, acc_n)
+        for q in range(m):
+            r = order[first + q]
+            count[r] += n_group + np.int64(acc_n[q])
             for j in range(d):
-                add_pair(out_s[q], out_c[q], j, gs[j], gc[j])
+                add_pair(out_s[r], out_c[r], j, gs[j], gc[j])
+                add_pair(out_s[r], out_c[r], j, acc_s[j, q], acc_c[j, q])
     return count, out_s, out_c
 
 

@@ -22,6 +22,7 @@ from dask.delayed import Delayed, delayed
 from numba import njit
 
 from dshift import _dask
+from dshift.shifting import SeedBlock, block_ranges, new_block
 
 
 class BinTable(NamedTuple):
@@ -224,31 +225,99 @@ def scan(X: da.Array, bin_size: float | None, n_jobs: int | None = None) -> Scan
     return result
 
 
-def seeds_from_table(table: BinTable, bin_size: float, min_bin_freq: int, n_rows: int) -> np.ndarray | None:
-    """Turn a bin table into scikit-learn's bin seeds.
+class BinSummary(NamedTuple):
+    """What the driver needs to know of a scan: sizes, never the bins themselves."""
 
-    Returns None when every point sits alone in its bin (scikit-learn then warns and
-    seeds with the points themselves). Raises ValueError when no bin holds
-    ``min_bin_freq`` points (scikit-learn crashes there).
+    n_rows: int
+    n_nonfinite: int
+    n_kept: int  # bins holding at least min_bin_freq points
+    fullest: int  # points in the fullest bin
+
+
+def summarize_scan(result: ScanResult, min_bin_freq: int) -> BinSummary:
+    """Reduce a scan to its sizes (runs where the scan result lives)."""
+    counts = result.table.counts if result.table is not None else np.zeros(0, np.int64)
+    return BinSummary(result.n_rows, result.n_nonfinite, int(np.count_nonzero(counts >= min_bin_freq)),
+                      int(counts.max(initial=0)))
+
+
+def bins_fit(summary: BinSummary, bin_size, min_bin_freq: int) -> bool:
+    """Whether the bins make the seeds, as scikit-learn decides (driver side).
+
+    Returns False, with scikit-learn's warning, when every point sits alone in its bin
+    (scikit-learn then seeds with the points themselves). Raises ValueError when no bin
+    holds ``min_bin_freq`` points (scikit-learn crashes there).
     """
-    keep = table.counts >= min_bin_freq
-    n_kept = int(np.count_nonzero(keep))
-    if n_kept == n_rows:
+    if summary.n_kept == summary.n_rows:
         warnings.warn(
             f"Binning data failed with provided bin_size={bin_size:f}, using data points as seeds.",
             UserWarning,
             stacklevel=3,
         )
-        return None
-    if n_kept == 0:
+        return False
+    if summary.n_kept == 0:
         raise ValueError(
             f"No bin of size {bin_size:g} holds min_bin_freq={min_bin_freq} points "
-            f"(the fullest holds {int(table.counts.max(initial=0))}): lower min_bin_freq, "
+            f"(the fullest holds {summary.fullest}): lower min_bin_freq, "
             "increase the bandwidth or turn bin_seeding off."
         )
+    return True
+
+
+def bin_seeds(table: BinTable, bin_size, min_bin_freq: int) -> np.ndarray:
+    """scikit-learn's bin seeds from a bin table: kept bins, first-appearance order."""
+    keep = table.counts >= min_bin_freq
     # As scikit-learn: the integral bins become float32, then NumPy's promotion rules
     # decide the product's dtype (float32 for a Python float, float64 for np.float64).
     return table.bins[keep].astype(np.float32) * bin_size
+
+
+def _bin_block(result: ScanResult, start: int, stop: int, bin_size, min_bin_freq: int) -> SeedBlock:
+    return new_block(bin_seeds(result.table, bin_size, min_bin_freq)[start:stop], start)
+
+
+def _row_block(chunk: np.ndarray, start: int, stop: int, origin: int) -> SeedBlock:
+    return new_block(chunk[start:stop], origin)
+
+
+def bin_seed_blocks(scanned: Delayed, n_kept: int, bin_size, min_bin_freq: int) -> list[Delayed]:
+    """Seed blocks cut from the scan's bin table where it lives (the bins never reach the driver).
+
+    Parameters
+    ----------
+    scanned : Delayed
+        The scan result (:func:`scan_graph`), persisted.
+    n_kept : int
+        Its number of kept bins (:func:`summarize_scan`).
+    bin_size : float
+        As given to the scan.
+    min_bin_freq : int
+
+    Returns
+    -------
+    list of Delayed
+        :class:`~dshift.shifting.SeedBlock` objects in seed order.
+    """
+    return [delayed(_bin_block, pure=True)(scanned, a, b, bin_size, min_bin_freq) for a, b in block_ranges(n_kept)]
+
+
+def point_seed_blocks(X: da.Array) -> list[Delayed]:
+    """Every row a seed: blocks cut from the row chunks where they are read.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n, d)
+        Row-chunked data.
+
+    Returns
+    -------
+    list of Delayed
+        :class:`~dshift.shifting.SeedBlock` objects in row order.
+    """
+    blocks = []
+    for chunk, offset, rows in zip(X.to_delayed().ravel(), _dask.chunk_offsets(X.chunks[0]), X.chunks[0]):
+        blocks += [delayed(_row_block, pure=True)(chunk, a, b, int(offset) + a) for a, b in block_ranges(rows)]
+    return blocks
 
 
 def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1):
@@ -282,5 +351,5 @@ def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1):
     result = scan(arr, bin_size)
     if result.n_nonfinite:
         raise NonFiniteError.rows(result.n_nonfinite, result.n_rows)
-    seeds = seeds_from_table(result.table, bin_size, min_bin_freq, result.n_rows)
-    return X if seeds is None else seeds
+    return bin_seeds(result.table, bin_size, min_bin_freq) if bins_fit(
+        summarize_scan(result, min_bin_freq), bin_size, min_bin_freq) else X

@@ -1,17 +1,25 @@
-"""Shifting stage: every active seed climbs one step per pass over the chunks.
+"""Shifting stage: every seed climbs one step per pass; seeds live in blocks on the workers.
 
-Per pass, each chunk's index returns, per seed, the count and compensated coordinate
-sum of its points within ``bandwidth``; the partials are tree-reduced and the driver
-applies scikit-learn's per-seed rule (see ``meanshift-semantics.md``)::
+The seeds form a partitioned collection of :class:`SeedBlock` objects, each a few
+thousand to tens of thousands of seeds, held by the Dask workers (persisted between
+passes; built there from the data, the bin table or, for explicit seeds, an array).
+One pass is, for every block that still has climbing seeds::
+
+    query   = block_query(block)                     # its distinct active positions
+    partial = block_sums(index_c, query) per chunk   # count and compensated sum per ball
+    total   = tree reduction of the partials         # on the workers
+    block   = advance(block, query, total)           # scikit-learn's per-seed rule
+
+and the driver only learns a :class:`BlockSummary` per block (active seeds, largest
+shift), never a seed. scikit-learn's rule per seed (see ``meanshift-semantics.md``)::
 
     ball empty at the first step  -> the seed yields nothing
     old = m ; m = mean(ball(old))
     stop when |m - old| <= 1e-3 * bandwidth or the seed has done max_iter steps
 
-All seeds advance in lock step, so every active seed has done the same number of
-steps; seeds that reach the bit-identical position therefore have identical futures
-and are queried once (they are "collapsed"). Converged seeds leave the pass. Seeds
-travel as task arguments; the data stays where it is.
+All seeds advance in lock step, so every active seed has done the same number of steps;
+seeds of a block that reach the bit-identical position have identical futures and are
+queried once. Lost workers are harmless: every block is recomputed from its lineage.
 """
 
 from __future__ import annotations
@@ -25,104 +33,251 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 
 from dshift import _compensated, _dask
-from dshift.index import ball_sums, group_seeds
+from dshift.index import ChunkIndex, ball_sums, group_seeds
 
 log = logging.getLogger("dshift")
 
 
-class Climb(NamedTuple):
-    """Outcome of every seed's climb, in seed order."""
+class SeedBlock(NamedTuple):
+    """A slice of the seeds and the state of their climbs (plain NumPy, picklable)."""
 
-    position: np.ndarray  # (k, d) final mean, in the working dtype
-    intensity: np.ndarray  # (k,) points in the last ball (around the second-to-last mean); 0 = no result
-    n_iter: int  # max over seeds of completed steps (scikit-learn's n_iter_)
+    origin: int  # global number of the block's first seed (scikit-learn's seed order)
+    position: np.ndarray  # (k, d) float64: current mean while active, final mean after
+    intensity: np.ndarray  # (k,) int64 points in the last ball; 0 = no result (yet)
+    done: np.ndarray  # (k,) int64 completed steps
+    active: np.ndarray  # (k,) bool, still climbing
+    largest_shift: float  # of the last step, over the seeds that had a ball
+    n_queried: int  # distinct positions queried in the last step
 
 
-def _unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, inverse = np.unique(x, axis=0, return_inverse=True)
-    return uniq, inverse.reshape(-1)
+class Query(NamedTuple):
+    """The distinct positions of a block's active seeds, grouped for shared traversals."""
+
+    centers: np.ndarray  # (u, d) float64
+    inverse: np.ndarray  # (n_active,) row of ``centers`` of each active seed, in seed order
+    groups: tuple[np.ndarray, np.ndarray]  # (order, bounds) from :func:`group_seeds`
 
 
-def _pass(indexes: Sequence[Delayed], centers: np.ndarray, bandwidth: float, n_jobs: int | None):
-    """Count and compensated sum within bandwidth of each center, over all chunks."""
-    # One key each: shipped once per worker and recomputable from lineage (not scattered).
-    centers_d = delayed(centers, pure=True)
-    groups_d = delayed(group_seeds(centers, bandwidth), pure=True)
-    parts = [delayed(ball_sums, pure=True)(ix, centers_d, bandwidth, groups_d) for ix in indexes]
-    (total,) = _dask.compute(_dask.tree_reduce(parts, _compensated.combine), n_jobs=n_jobs)
-    return total
+class BlockSummary(NamedTuple):
+    """What the driver learns of a block after a pass."""
+
+    n_seeds: int
+    n_active: int
+    n_queried: int
+    largest_shift: float
+    n_iter: int  # max completed steps of its finished seeds
+
+
+class ClimbResult(NamedTuple):
+    """Outcome of the climbs: final blocks (lazy or persisted) and scikit-learn's n_iter_."""
+
+    blocks: list[Delayed]
+    n_iter: int
+    n_seeds: int
+
+
+# ------------------------------------------------------------------------- per-block work
+
+
+def new_block(seeds: np.ndarray, origin: int) -> SeedBlock:
+    """The state of seeds that have not moved yet.
+
+    Parameters
+    ----------
+    seeds : ndarray of shape (k, d)
+        Starting points (any real dtype; climbed in float64).
+    origin : int
+        Global number of the first seed.
+
+    Returns
+    -------
+    SeedBlock
+    """
+    k = len(seeds)
+    return SeedBlock(
+        origin=int(origin),
+        position=np.array(seeds, dtype=np.float64, order="C", copy=True).reshape(k, -1),
+        intensity=np.zeros(k, dtype=np.int64),
+        done=np.zeros(k, dtype=np.int64),
+        active=np.ones(k, dtype=bool),
+        largest_shift=0.0,
+        n_queried=0,
+    )
+
+
+def block_query(block: SeedBlock, bandwidth: float) -> Query:
+    """The positions one pass must query for a block (identical positions once)."""
+    current = block.position[block.active]
+    centers, inverse = np.unique(current, axis=0, return_inverse=True)
+    centers = np.ascontiguousarray(centers)
+    return Query(centers, inverse.reshape(-1), group_seeds(centers, bandwidth))
+
+
+def block_sums(index: ChunkIndex, query: Query, bandwidth: float) -> tuple[np.ndarray, ...]:
+    """One chunk's partial ball sums for a block's query (see :func:`dshift.index.ball_sums`)."""
+    return ball_sums(index, query.centers, bandwidth, query.groups)
+
+
+def advance(
+    block: SeedBlock,
+    query: Query,
+    totals: tuple[np.ndarray, np.ndarray, np.ndarray],
+    bandwidth: float,
+    step: int,
+    max_iter: int,
+    dtype: np.dtype,
+) -> SeedBlock:
+    """Apply one step of scikit-learn's rule to every active seed of a block.
+
+    Parameters
+    ----------
+    block : SeedBlock
+    query : Query
+        From :func:`block_query` on ``block``.
+    totals : tuple of ndarray
+        ``(count, s, c)`` over all chunks for ``query.centers``.
+    bandwidth : float
+    step : int
+        Steps every active seed has completed before this one.
+    max_iter : int
+    dtype : numpy dtype
+        Working dtype: means are rounded to it, as scikit-learn's ``np.mean`` of float32
+        data yields float32.
+
+    Returns
+    -------
+    SeedBlock
+        A new block (the input is not modified).
+    """
+    count, s, c = totals
+    found = count > 0
+    mean = np.zeros_like(query.centers)
+    mean[found] = (_compensated.finish(s[found], c[found]) / count[found, None]).astype(dtype)
+    shift = np.linalg.norm(mean - query.centers, axis=1)
+    finished = ~found | (shift <= 1e-3 * bandwidth) | (step == max_iter)
+
+    seeds = np.flatnonzero(block.active)
+    position, intensity = block.position.copy(), block.intensity.copy()
+    done, active = block.done.copy(), block.active.copy()
+    position[seeds] = mean[query.inverse]
+    ended = seeds[finished[query.inverse]]
+    intensity[ended] = count[query.inverse][finished[query.inverse]]
+    done[ended] = step
+    active[ended] = False
+    return SeedBlock(block.origin, position, intensity, done, active,
+                     float(shift[found].max(initial=0.0)), len(query.centers))
+
+
+def summarize(block: SeedBlock) -> BlockSummary:
+    """The per-pass numbers the driver keeps for a block."""
+    ended = ~block.active
+    return BlockSummary(
+        n_seeds=len(block.active),
+        n_active=int(np.count_nonzero(block.active)),
+        n_queried=block.n_queried,
+        largest_shift=block.largest_shift,
+        n_iter=int(block.done[ended].max(initial=0)),
+    )
+
+
+# ------------------------------------------------------------------------------ building blocks
+
+
+def blocks_from_array(seeds: np.ndarray, block_size: int | None = None) -> list[Delayed]:
+    """Seed blocks from seeds held by the driver (explicit seeds): one task each.
+
+    Parameters
+    ----------
+    seeds : ndarray of shape (k, d)
+    block_size : int, optional
+        Seeds per block (default :func:`seed_block_size`).
+
+    Returns
+    -------
+    list of Delayed
+        Each computes to a :class:`SeedBlock`.
+    """
+    size = block_size or seed_block_size()
+    return [delayed(new_block, pure=True)(seeds[a : a + size], a) for a in range(0, len(seeds), size)]
+
+
+def block_ranges(n_seeds: int, block_size: int | None = None) -> list[tuple[int, int]]:
+    """``[start, stop)`` seed numbers of each block for ``n_seeds`` seeds."""
+    size = block_size or seed_block_size()
+    return [(a, min(a + size, n_seeds)) for a in range(0, n_seeds, size)]
+
+
+def seed_block_size() -> int:
+    """Seeds per block: the ``dshift.seed-block-size`` setting."""
+    return max(int(_dask.config_get("seed-block-size")), 1)
+
+
+# ------------------------------------------------------------------------------ the driver
 
 
 def climb(
     indexes: Sequence[Delayed],
-    seeds: np.ndarray,
+    blocks: Sequence[Delayed],
     bandwidth: float,
     max_iter: int,
     dtype: np.dtype,
     n_jobs: int | None = None,
-) -> Climb:
-    """Dask driver of the shifting stage.
+) -> ClimbResult:
+    """Dask driver of the shifting stage: passes until no seed climbs.
 
     Parameters
     ----------
     indexes : sequence of Delayed
         One :class:`~dshift.index.ChunkIndex` per row chunk (persisted or lazy).
-    seeds : ndarray of shape (k, d)
-        Starting points.
+    blocks : sequence of Delayed
+        The seed blocks (:class:`SeedBlock`), in seed order.
     bandwidth : float
         Ball radius (>= 0).
     max_iter : int
         Maximum steps per seed after the first update (scikit-learn's meaning).
     dtype : numpy dtype
-        Working dtype: means are rounded to it after every step, as scikit-learn's
-        ``np.mean`` of float32 data yields float32.
+        Working dtype (see :func:`advance`).
     n_jobs : int, optional
         Threads for the local scheduler.
 
     Returns
     -------
-    Climb
+    ClimbResult
+        The final blocks stay where they are (persisted on the workers).
     """
-    k, d = seeds.shape
-    stop_thresh = 1e-3 * bandwidth
-    position = np.zeros((k, d), dtype=dtype)
-    intensity = np.zeros(k, dtype=np.int64)
-    done = np.zeros(k, dtype=np.int64)
-    # Seeds starting at the same point share one climb from the start.
-    active, group = _unique_rows(np.asarray(seeds, dtype=np.float64))
+    blocks = list(blocks)
+    summaries = _persist_pass(blocks, "seeding", n_jobs, None)
+    blocks, summaries = [b for b, _ in summaries], [s for _, s in summaries]
+    n_seeds = sum(s.n_seeds for s in summaries)
     step = 0
-    while len(active):
+    while True:
+        live = [b for b, s in enumerate(summaries) if s.n_active]
+        if not live:
+            break
         t0 = time.perf_counter()
-        count, s, c = _pass(indexes, active, bandwidth, n_jobs)
-        found = count > 0
-        mean = np.zeros_like(active)
-        mean[found] = (_compensated.finish(s[found], c[found]) / count[found, None]).astype(dtype)
-        shift = np.linalg.norm(mean - active, axis=1)
-        finished = ~found | (shift <= stop_thresh) | (step == max_iter)
-        # Record finished groups for all their seeds; an empty first ball leaves intensity 0.
-        seed_finished = np.zeros(len(group), dtype=bool)
-        live = group >= 0
-        seed_finished[live] = finished[group[live]]
-        g = group[seed_finished]
-        position[seed_finished] = mean[g]
-        intensity[seed_finished] = count[g]
-        done[seed_finished] = step
+        climbing = sum(summaries[b].n_active for b in live)
+        stepped = []
+        for b in live:
+            query = delayed(block_query, pure=True)(blocks[b], bandwidth)
+            parts = [delayed(block_sums, pure=True)(ix, query, bandwidth) for ix in indexes]
+            totals = _dask.tree_reduce(parts, _compensated.combine)
+            stepped.append(delayed(advance, pure=True)(blocks[b], query, totals, bandwidth, step, max_iter, dtype))
+        for b, (block, summary) in zip(live, _persist_pass(stepped, f"shift iteration {step}", n_jobs, climbing)):
+            blocks[b], summaries[b] = block, summary
         log.info(
-            "shift iteration %d: %d active seeds (%d distinct), largest shift %.3g, %.2fs",
-            step,
-            int(np.count_nonzero(live)),
-            len(active),
-            float(shift[found].max(initial=0.0)),
-            time.perf_counter() - t0,
+            "shift iteration %d: %s climbing seeds (%s distinct), largest shift %.3g, %.2fs",
+            step, f"{climbing:,}", f"{sum(summaries[b].n_queried for b in live):,}",
+            max(summaries[b].largest_shift for b in live), time.perf_counter() - t0,
         )
-        # Continue with the rest; seeds now at identical positions merge.
-        group[seed_finished] = -1
-        going = ~finished
-        renumber = np.full(len(active), -1, dtype=np.int64)
-        active, inverse = _unique_rows(mean[going])
-        renumber[going] = inverse
-        live = group >= 0
-        group[live] = renumber[group[live]]
-        active = active.astype(np.float64)
         step += 1
-    return Climb(position, intensity, int(done.max(initial=0)))
+    return ClimbResult(blocks, max((s.n_iter for s in summaries), default=0), n_seeds)
+
+
+def _persist_pass(blocks: list[Delayed], what: str, n_jobs: int | None, climbing: int | None):
+    """Persist blocks on the workers with their summaries; return ``[(block, summary)]``."""
+    summaries = [delayed(summarize, pure=True)(b) for b in blocks]
+    label = what if climbing is None else f"{what} ({climbing:,} seeds in {len(blocks)} blocks)"
+    kept = _dask.persist_with_progress([*blocks, *summaries], label, unit="seed blocks",
+                                       count=len(blocks), n_jobs=n_jobs)
+    values = _dask.compute(*kept[len(blocks):], n_jobs=n_jobs)
+    return list(zip(kept[: len(blocks)], values))

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import warnings
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
 import sklearn.cluster as skc
+from dask.delayed import delayed
 
 import dshift
 from _parity import blobs, reference_bins
-from dshift.seeding import BinTable, bin_table, merge_tables, scan, scan_chunk, seeds_from_table
+from dshift.seeding import (
+    get_bin_seeds,
+    BinSummary,
+    BinTable,
+    ScanResult,
+    bin_seed_blocks,
+    bin_seeds,
+    bin_table,
+    bins_fit,
+    merge_tables,
+    point_seed_blocks,
+    scan,
+    scan_chunk,
+    scan_graph,
+    summarize_scan,
+)
 
 
 def _table_from_reference(X, bin_size):
@@ -122,19 +139,41 @@ def test_scan_is_chunking_invariant(rows):
     assert (r.n_rows, r.n_nonfinite, r.table) == (500, 2, None)
 
 
-# ---------------------------------------------------------------- seeds_from_table
+# ---------------------------------------------------------------- bin seeds from a scan
 
 
-def test_seeds_from_table():
+def test_bin_seeds_and_summary():
     t = BinTable(np.array([[1.0, 2.0], [3.0, -1.0], [0.0, 0.0]]), np.array([3, 1, 2]), np.array([0, 1, 4]))
-    s = seeds_from_table(t, 0.1, 2, 6)
+    result = ScanResult(6, 0, t)
+    summary = summarize_scan(result, 2)
+    assert summary == BinSummary(n_rows=6, n_nonfinite=0, n_kept=2, fullest=3)
+    assert bins_fit(summary, 0.1, 2)
+    s = bin_seeds(t, 0.1, 2)
     assert s.dtype == np.float32
     np.testing.assert_array_equal(s, np.array([[1.0, 2.0], [0.0, 0.0]], np.float32) * np.float32(0.1))
+    assert bin_seeds(t, np.float64(0.1), 2).dtype == np.float64  # NumPy's promotion, as scikit-learn
     with pytest.raises(ValueError, match="min_bin_freq=4"):
-        seeds_from_table(t, 0.1, 4, 6)
-    alone = BinTable(np.array([[1.0], [2.0]]), np.array([1, 1]), np.array([0, 1]))
+        bins_fit(summarize_scan(result, 4), 0.1, 4)
+    alone = ScanResult(2, 0, BinTable(np.array([[1.0], [2.0]]), np.array([1, 1]), np.array([0, 1])))
     with pytest.warns(UserWarning, match=r"Binning data failed with provided bin_size=0\.100000"):
-        assert seeds_from_table(alone, 0.1, 1, 2) is None
+        assert not bins_fit(summarize_scan(alone, 1), 0.1, 1)
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 1000])
+def test_seed_blocks_keep_seed_order(block_size):
+    X = blobs(300, 2, 3, 1.0, seed=4)
+    arr = da.from_array(X, chunks=(70, 2))
+    scanned = scan_graph(arr, 0.5)
+    summary = dask.compute(delayed(summarize_scan)(scanned, 2))[0]
+    with dask.config.set({"dshift.seed-block-size": block_size}):
+        bins = dask.compute(*bin_seed_blocks(scanned, summary.n_kept, 0.5, 2))
+        points = dask.compute(*point_seed_blocks(arr))
+    expected = get_bin_seeds(X, 0.5, 2)
+    np.testing.assert_array_equal(np.concatenate([b.position for b in bins]), expected.astype(np.float64))
+    assert [b.origin for b in bins] == list(np.cumsum([0] + [len(b.active) for b in bins])[:-1])
+    np.testing.assert_array_equal(np.concatenate([b.position for b in points]), X)
+    assert [b.origin for b in points] == list(np.cumsum([0] + [len(b.active) for b in points])[:-1])
+    assert max(len(b.active) for b in bins + points) <= block_size
 
 
 # ---------------------------------------------------------------- get_bin_seeds vs sklearn

@@ -1,22 +1,42 @@
-"""dshift.shifting.climb on tiny data vs scikit-learn's per-seed loop (brute force)."""
+"""dshift.shifting: seed blocks climbing on tiny data vs scikit-learn's per-seed loop (brute force)."""
 
 from __future__ import annotations
 
+import re
+from typing import NamedTuple
+
+import dask
 import numpy as np
 import pytest
 from dask.delayed import delayed
 
 from _parity import reference_climb
 from dshift.index import build_index
-from dshift.shifting import climb
+from dshift.shifting import blocks_from_array, climb
+
+
+class Climbed(NamedTuple):
+    position: np.ndarray
+    intensity: np.ndarray
+    n_iter: int
 
 
 def _indexes(X, rows):
     return [delayed(build_index, pure=True)(X[a : a + rows]) for a in range(0, len(X), rows)]
 
 
-def _check(X, seeds, bandwidth, max_iter, rows=None, dtype=np.float64):
-    c = climb(_indexes(X, rows or len(X)), np.asarray(seeds, dtype=np.float64), bandwidth, max_iter, np.dtype(dtype))
+def _climb(X, seeds, bandwidth, max_iter, rows, dtype, block_size=None) -> Climbed:
+    seeds = np.asarray(seeds, dtype=np.float64)
+    result = climb(_indexes(X, rows), blocks_from_array(seeds, block_size), bandwidth, max_iter, np.dtype(dtype))
+    blocks = dask.compute(*result.blocks)
+    assert result.n_seeds == len(seeds) == sum(len(b.active) for b in blocks)
+    assert not any(b.active.any() for b in blocks)
+    position = np.concatenate([b.position for b in blocks]).astype(dtype)
+    return Climbed(position, np.concatenate([b.intensity for b in blocks]), result.n_iter)
+
+
+def _check(X, seeds, bandwidth, max_iter, rows=None, dtype=np.float64, block_size=None):
+    c = _climb(X, seeds, bandwidth, max_iter, rows or len(X), dtype, block_size)
     refs = [reference_climb(X, s, bandwidth, max_iter, dtype) for s in np.asarray(seeds)]
     assert c.position.dtype == dtype
     for k, (m, n_in, _) in enumerate(refs):
@@ -62,13 +82,23 @@ def test_empty_first_ball():
     assert c.intensity[0] == 0 and c.n_iter == 0
 
 
+@pytest.mark.parametrize("block_size", [1, 4, None])
 @pytest.mark.parametrize("rows", [1, 3, 17, 1000])
 @pytest.mark.parametrize("d", [1, 2, 3])
-def test_random_small_vs_reference(rows, d):
+def test_random_small_vs_reference(rows, d, block_size):
     rng = np.random.RandomState(d)
     X = np.vstack([rng.normal(size=(30, d)), rng.normal(size=(30, d)) + 4])
     seeds = np.vstack([X[::4], X[:3], [[20.0] * d]])  # duplicates seeds, one empty ball
-    _check(X, seeds, 1.2, 300, rows=rows)
+    _check(X, seeds, 1.2, 300, rows=rows, block_size=block_size)
+
+
+def test_progress_lines_during_a_long_pass(caplog):
+    X = np.random.RandomState(0).normal(size=(2000, 2))
+    with dask.config.set({"dshift.progress-interval": 0.0005}), caplog.at_level("INFO", logger="dshift"):
+        _check(X[:300], X[:300], 0.5, 300, rows=100, block_size=10)
+    first = [r.getMessage() for r in caplog.records if r.getMessage().startswith("shift iteration 0 (")]
+    assert first and all(re.fullmatch(r"shift iteration 0 \(300 seeds in 30 blocks\): \d+/30 seed blocks done, "
+                                      r"\d+ s", m) for m in first), first
 
 
 def test_float32_rounding_per_step():
