@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from _parity import reference_labels
-from dshift.assigning import assign_labels, label_array
+from dshift.assigning import _nearest, assign_labels, center_index, label_array
 
 
 def test_ties_go_to_lower_index():
@@ -67,3 +67,31 @@ def test_input_not_modified():
     X.setflags(write=False)
     assign_labels(X, np.zeros((2, 2)), 1.0, False)
     np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize("cluster_all", [True, False])
+def test_many_centers_tree_equals_brute_with_ties(cluster_all):
+    # 400 centers on an integer grid (a tree, not brute force): points on cell edges and
+    # corners are equidistant from 2 or 4 centers; the lower index must win, as in brute force.
+    centers = np.array([[i, j] for i in range(20) for j in range(20)], dtype=np.float64)
+    rng = np.random.RandomState(3)
+    centers = centers[rng.permutation(len(centers))]
+    X = np.vstack([
+        np.array([[i / 2, j / 2] for i in range(-2, 42) for j in range(-2, 42)]),  # ties galore
+        rng.uniform(-3, 22, size=(500, 2)),
+    ])
+    index = center_index(centers)
+    assert index.tree is not None
+    got = assign_labels(X, index, 0.5, cluster_all)
+    np.testing.assert_array_equal(got, reference_labels(X, centers, 0.5, cluster_all))
+    np.testing.assert_array_equal(got, _nearest(X, centers, 0.5 if not cluster_all else np.inf))
+
+
+@pytest.mark.parametrize("d", [1, 3, 8])
+def test_many_centers_random_vs_brute(d):
+    rng = np.random.RandomState(d)
+    centers = rng.normal(size=(300, d)) * 3
+    X = np.vstack([rng.normal(size=(700, d)) * 4, centers[:50]]).astype(np.float32)
+    for cluster_all in (True, False):
+        np.testing.assert_array_equal(assign_labels(X, centers, 1.0, cluster_all),
+                                      reference_labels(X, centers, 1.0, cluster_all))

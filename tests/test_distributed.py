@@ -187,3 +187,27 @@ def test_distributed_nan_error(client):
     Xn[17, 2] = np.nan
     with pytest.raises(ValueError, match=r"1 of 200 rows"):
         dshift.MeanShift(bandwidth=1.5).fit(da.from_array(Xn, chunks=(40, 3)))
+
+
+def test_distributed_seed_blocks_identical(client, threaded_dask_fits):
+    """Seed blocks on worker processes: the same results for any block size."""
+    ref, ref_labels = threaded_dask_fits["plain"]
+    for block in (3, 50):
+        with dask.config.set({"dshift.seed-block-size": block}):
+            m = dshift.MeanShift(bandwidth=1.5).fit(da.from_array(X64, chunks=(40, 3)))
+        assert np.array_equal(m.cluster_centers_, ref.cluster_centers_)
+        np.testing.assert_array_equal(m.labels_.compute(), ref_labels)
+        assert m.n_iter_ == ref.n_iter_ and m.n_seeds_ == N
+
+
+def test_distributed_no_seed_array_in_the_graphs(client):
+    """Every row a seed, 30,000 seeds (720 kB): no graph the driver sends carries them."""
+    import warnings
+
+    X = blobs(30_000, 3, 3, 0.8, seed=2)
+    dX = da.from_array(X, chunks=(10_000, 3)).persist()
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "200kB",
+                          "dshift.seed-block-size": 4096}), warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Sending large graph")
+        m = dshift.MeanShift(bandwidth=2.0).fit(dX)
+    assert m.n_seeds_ == 30_000 and len(m.cluster_centers_) >= 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import warnings
 
+import dask
+import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 import dshift
-from _parity import DEVIATIONS, assert_same_clustering, blobs, fast_sklearn, sk_fit
+from _parity import DEVIATIONS, assert_identical, assert_same_clustering, blobs, fast_sklearn, sk_fit
 
 
 def _fit_both(X, record_property=None, name=None, **params):
@@ -353,3 +355,54 @@ def test_deviation_registry_is_filled():
     # the parity tests record their max center deviation (usually ~1e-13 or exactly 0)
     if DEVIATIONS:
         assert max(DEVIATIONS.values()) < 1e-3
+
+
+# ---------------------------------------------------------------- seeds in many blocks (issue 8)
+
+BLOCK_CASES = ["d2", "d3", "d8", "cluster_all-false", "max_iter2", "float32", "ties-grids", "ties-duplicates",
+               "duplicates", "bins-d2", "minfreq5", "int64"]
+
+
+@pytest.mark.parametrize("name", BLOCK_CASES)
+def test_small_seed_blocks_identical_to_sklearn(name):
+    """The partitioned path (a block every few seeds) gives scikit-learn's exact results."""
+    make, params = next((m, p) for n, m, p in CASES if n == name)
+    X = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sk = sk_fit(X, **params)
+    fits = []
+    for block in (1, 7, 1000):
+        with dask.config.set({"dshift.seed-block-size": block}):
+            fits.append(dshift.MeanShift(**params).fit(X))
+    tol = 1e-5 if X.dtype == np.float32 else 1e-12  # scikit-learn sums float32 data in float32
+    for ds in fits:
+        np.testing.assert_allclose(ds.cluster_centers_, sk.cluster_centers_, rtol=tol, atol=tol)
+        assert ds.cluster_centers_.dtype == sk.cluster_centers_.dtype
+        np.testing.assert_array_equal(ds.labels_, sk.labels_)
+        assert ds.n_iter_ == sk.n_iter_
+        assert_identical(ds, fits[0])
+
+
+def test_every_point_a_seed_mid_size_identical_to_sklearn():
+    X = blobs(1500, 3, [[27, 72, 91], [36, 90, 99], [9, 81, 99]], 2.79, seed=3)
+    bw = float(skc.estimate_bandwidth(X, quantile=0.2, n_samples=500))
+    sk = sk_fit(X, bandwidth=bw)
+    with dask.config.set({"dshift.seed-block-size": 128}):
+        for rows in (100, 1500):
+            ds = dshift.MeanShift(bandwidth=bw).fit(da.from_array(X, chunks=(rows, 3)))
+            np.testing.assert_allclose(ds.cluster_centers_, sk.cluster_centers_, rtol=1e-13)
+            np.testing.assert_array_equal(ds.labels_.compute(), sk.labels_)
+            assert ds.n_iter_ == sk.n_iter_ and ds.n_seeds_ == 1500
+
+
+def test_tiny_bandwidth_a_cluster_per_point_labels_through_the_center_tree():
+    X = blobs(400, 2, 3, 1.0, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # binning failed: every point its own bin
+        sk = sk_fit(X, bandwidth=1e-9, bin_seeding=True)
+        ds = dshift.MeanShift(bandwidth=1e-9, bin_seeding=True).fit(X)
+    assert len(ds.cluster_centers_) == 400
+    np.testing.assert_array_equal(ds.cluster_centers_, sk.cluster_centers_)
+    np.testing.assert_array_equal(ds.labels_, sk.labels_)
+    np.testing.assert_array_equal(ds.predict(X), sk.predict(X))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from _parity import reference_merge
-from dshift.merging import merge_modes
+from dshift.merging import centers_from_modes, distinct_modes, merge_mode_tables, merge_modes
 
 
 def test_sort_by_intensity_then_coordinates_descending():
@@ -85,3 +85,30 @@ def test_no_result_raises_sklearn_message():
     msg = "No point was within bandwidth=2.500000 of any seed. Try a different seeding strategy or increase the bandwidth."
     with pytest.raises(ValueError, match=re.escape(msg)):
         merge_modes(np.zeros((3, 2)), np.zeros(3, np.int64), 2.5)
+
+
+def test_many_near_duplicate_positions_vs_reference():
+    # 3,000 converged positions around 3 modes, many bit-identical, many 1e-12 apart, a few
+    # stragglers: the tree walk keeps exactly scikit-learn's centers, in its order.
+    rng = np.random.RandomState(7)
+    modes = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 0.0], [0.0, 5.0, 5.0]])
+    pos = modes[rng.randint(0, 3, 3000)] + rng.choice([0.0, 1e-12, -1e-12, 2e-3], size=(3000, 3))
+    pos[::97] = rng.uniform(-10, 15, size=(len(pos[::97]), 3))
+    inten = rng.randint(0, 50, size=3000)
+    for bw in (0.001, 1.0, 4.0, 8.0):
+        np.testing.assert_array_equal(merge_modes(pos, inten, bw), reference_merge(pos, inten, bw))
+
+
+def test_block_tables_merge_like_one_table():
+    rng = np.random.RandomState(8)
+    pos = np.round(rng.normal(size=(500, 2)), 1)  # many exact repeats across blocks
+    inten = rng.randint(0, 4, size=500)
+    seed = np.arange(500)
+    parts = [distinct_modes(pos[a:a + 37], inten[a:a + 37], seed[a:a + 37]) for a in range(0, 500, 37)]
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = merge_mode_tables(merged, p)
+    whole = distinct_modes(pos, inten, seed)
+    for a, b in zip(merged, whole):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(centers_from_modes(merged, 0.3), reference_merge(pos, inten, 0.3))
