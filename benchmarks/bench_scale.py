@@ -265,7 +265,7 @@ def cli_command() -> list[str] | None:
     """How to invoke the `dshift` CLI, or None while it does not exist yet."""
     import importlib.util
 
-    if importlib.util.find_spec("dshift.cli") is None or importlib.util.find_spec("pipelines.cluster_parquet") is None:
+    if any(importlib.util.find_spec(name) is None for name in ("dshift.cli", "dshift.pipelines.cluster_parquet")):
         return None
     exe = Path(sys.executable).with_name("dshift")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "dshift.cli"]
@@ -337,7 +337,7 @@ def main(argv=None) -> int:
     if mode == "auto":
         mode = "cli" if cli else "api"
     if mode == "cli" and cli is None:
-        print("error: the dshift CLI (dshift.cli, pipelines.cluster_parquet) is not installed; use --mode api",
+        print("error: the dshift CLI (dshift.cli, dshift.pipelines.cluster_parquet) is not installed; use --mode api",
               file=sys.stderr)
         return 2
     print(f"scale: {args.rows:,} rows, {args.files} files, bandwidth {bw:.6g}, {args.n_workers} workers x 1 "

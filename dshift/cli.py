@@ -85,7 +85,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from dshift.config import load_config
 
     cfg = load_config(args.config)
-    from pipelines.cluster_parquet import run
+    from dshift.pipelines.cluster_parquet import run
 
     run(cfg)
     return EXIT_OK
@@ -93,9 +93,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from dshift.config import load_config
-    from dshift.io import OutputStage, check_paths_disjoint, list_input_files, check_parquet_files, \
-        read_parquet, select_feature_columns
-    from pipelines.make_demo_data import exists
+    from dshift.io.dataset import check_parquet_files, list_input_files, read_parquet
+    from dshift.io.features import select_feature_columns
+    from dshift.io.outputs import OutputStage, check_paths_disjoint
+    from dshift.pipelines.make_demo_data import exists
 
     cfg = load_config(args.config)
     check_paths_disjoint(cfg.input.path, cfg.output.path, cfg.input.storage_options, cfg.output.storage_options)
@@ -122,7 +123,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from dshift.config import ClusterConfig, absolute_path, format_validation_error
-    from pipelines.predict_parquet import run
+    from dshift.pipelines.predict_parquet import run
 
     options = {}
     if args.storage_options:

@@ -1,36 +1,31 @@
 """The batch job: cluster a Parquet data set with mean shift and write labels, model and report.
 
 ``run(config)`` reads top to bottom as the job's stages; the work is done by
-:mod:`dshift.io` (reading, labelling, staged output), :mod:`dshift.cluster` (Dask) and
+:mod:`dshift.io` (:mod:`~dshift.io.inputs` reading, :mod:`~dshift.io.labels` labelling,
+:mod:`~dshift.io.outputs` staged output), :mod:`dshift.cluster` (Dask) and
 :mod:`dshift.report` (model.json, report.json, clusters.png).
 
-Usage: ``dshift run CONFIG.yaml`` or ``python -m pipelines.cluster_parquet CONFIG.yaml``.
+Usage: ``dshift run CONFIG.yaml`` or ``python -m dshift.pipelines.cluster_parquet CONFIG.yaml``.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from dshift import MeanShift, estimate_bandwidth
 from dshift.cluster import connect, persist_policy
-from dshift.config import Config, ModelConfig
+from dshift.config import Config, ModelConfig, load_config
 from dshift.errors import UserError
-from dshift.io import (
-    OutputStage,
-    check_paths_disjoint,
-    label_frame,
-    open_input,
-    scan_input,
-    write_bytes,
-    write_json,
-    write_labels,
-)
+from dshift.io.inputs import open_input, scan_input
+from dshift.io.labels import label_frame, write_labels
+from dshift.io.outputs import OutputStage, check_paths_disjoint, write_bytes, write_json
+from dshift.pipelines.make_demo_data import exists, make_demo_data
 from dshift.report import Stopwatch, model_dict, plot_png, report_dict
-from pipelines.make_demo_data import exists, make_demo_data
 
-__all__ = ["run", "choose_bandwidth", "fit_model"]
+__all__ = ["run", "choose_bandwidth", "fit_model", "main"]
 
 logger = logging.getLogger("dshift.batch")
 
@@ -196,7 +191,31 @@ def _check_plot_columns(cfg: Config, feature_columns: list[str]) -> None:
             raise UserError(f"plot.{key}: {col!r} is not a feature column (features: {', '.join(feature_columns)})")
 
 
-if __name__ == "__main__":
-    from dshift.cli import main
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line: run the job of a config with plain logging (``dshift run`` is the full CLI).
 
-    sys.exit(main(["run", *sys.argv[1:]]))
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        ``CONFIG.yaml``; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        0 on success, 2 on a user error (one line on stderr).
+    """
+    parser = argparse.ArgumentParser(prog="python -m dshift.pipelines.cluster_parquet",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("config", metavar="CONFIG.yaml", help="job configuration")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        run(load_config(args.config))
+    except UserError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ leaves half a data set that a later run would mistake for the input.
 
 Usage::
 
-    python -m pipelines.make_demo_data data/demo --rows 1000000 --files 8
+    python -m dshift.pipelines.make_demo_data data/demo --rows 1000000 --files 8
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dshift.config import DemoConfig
-from dshift.io import OutputStage, write_bytes
+from dshift.io.outputs import OutputStage, write_bytes
 
 __all__ = ["feature_names", "make_file", "make_demo_data", "exists"]
 
@@ -101,7 +101,8 @@ def make_demo_data(url: str, demo: DemoConfig, storage_options: Optional[dict] =
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: write the demo data set with the local threaded scheduler."""
     defaults = DemoConfig()
-    parser = argparse.ArgumentParser(prog="python -m pipelines.make_demo_data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dshift.pipelines.make_demo_data",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("path", help="target directory (must not exist)")
     parser.add_argument("--rows", type=int, default=defaults.rows)
     parser.add_argument("--files", type=int, default=defaults.files)

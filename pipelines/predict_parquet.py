@@ -13,16 +13,9 @@ from typing import Any, Optional, Sequence
 from dshift.cluster import connect
 from dshift.config import ClusterConfig
 from dshift.errors import UserError
-from dshift.io import (
-    OutputStage,
-    check_paths_disjoint,
-    label_frame,
-    open_input,
-    read_json,
-    scan_input,
-    write_json,
-    write_labels,
-)
+from dshift.io.inputs import open_input, scan_input
+from dshift.io.labels import label_frame, write_labels
+from dshift.io.outputs import OutputStage, check_paths_disjoint, read_json, write_json
 from dshift.report import Stopwatch, load_model, report_dict
 
 __all__ = ["run"]

@@ -96,6 +96,25 @@ def blobs(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     return frame, directory
 
 
+@pytest.fixture
+def parquet_input(tmp_path) -> tuple[pd.DataFrame, Path]:
+    """(frame, directory): 900 rows in 3 Parquet files, next to a hidden junk file and a text file."""
+    frame = make_frame(n=900, seed=1)
+    write_parquet_files(frame, tmp_path / "in", n_files=3)
+    (tmp_path / "in" / "_hidden.parquet").write_bytes(b"junk")  # skipped like dask does
+    (tmp_path / "in" / "README.txt").write_text("not data")
+    return frame, tmp_path / "in"
+
+
+@pytest.fixture
+def threaded_dask() -> Iterator[None]:
+    """Compute on the local threaded scheduler (never on a client another test left behind)."""
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
 # --------------------------------------------------------------------------------------------
 # Configs and the CLI
 

@@ -391,22 +391,22 @@ def test_killed_job_leaves_whole_output_or_none(medium, tmp_path):
 def test_local_overwrite_is_one_atomic_exchange(tmp_path, monkeypatch):
     """On Linux the commit swaps old and new in one renameat2(RENAME_EXCHANGE): no instant
     without an output (os.rename is not used at all)."""
-    from dshift import io
+    from dshift.io import outputs
 
     target = tmp_path / "out"
     target.mkdir()
     (target / "old.txt").write_text("old")
     probe_a, probe_b = tmp_path / "a", tmp_path / "b"
     probe_a.mkdir(), probe_b.mkdir()
-    if not io._exchange_paths(str(probe_a), str(probe_b)):
+    if not outputs._exchange_paths(str(probe_a), str(probe_b)):
         pytest.skip("renameat2(RENAME_EXCHANGE) not available here")
 
     def no_rename(*args, **kwargs):
         raise AssertionError("os.rename used")
 
-    stage = io.OutputStage(str(target), overwrite=True).open()
+    stage = outputs.OutputStage(str(target), overwrite=True).open()
     (Path(stage.tmp) / "new.txt").write_text("new")
-    monkeypatch.setattr(io.os, "rename", no_rename)
+    monkeypatch.setattr(outputs.os, "rename", no_rename)
     stage.commit()
     assert sorted(p.name for p in target.iterdir()) == ["_SUCCESS", "new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "out"]

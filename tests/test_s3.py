@@ -77,7 +77,7 @@ def test_s3_missing_input_is_a_user_error(s3_server, s3_bucket, tmp_path):
 def test_s3_output_stage_overwrite_and_leftover(s3_server, s3_bucket):
     """Object-store commit: copy + _SUCCESS last; a half-copied leftover is replaced."""
     from dshift.errors import UserError
-    from dshift.io import COMMITTING_MARKER, OutputStage, write_json
+    from dshift.io.outputs import COMMITTING_MARKER, OutputStage, write_json
 
     url = f"s3://{s3_bucket}/o/run"
     for content in ("first", "second"):

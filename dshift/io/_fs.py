@@ -1,0 +1,43 @@
+"""fsspec helpers shared by the input and output sides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fsspec
+
+from dshift.errors import UserError
+
+#: Characters that make a path a glob pattern (as in fsspec).
+GLOB_CHARS = "*?["
+
+
+def has_glob(path: str) -> bool:
+    """Whether ``path`` is a glob pattern."""
+    return any(c in path for c in GLOB_CHARS)
+
+
+def url_to_fs(url: str, storage_options: dict, what: str) -> tuple[Any, str]:
+    """``fsspec.core.url_to_fs``, with a bad URL or a missing protocol package as UserError.
+
+    Parameters
+    ----------
+    url : str
+        Local path or fsspec URL.
+    storage_options : dict
+        Passed to fsspec.
+    what : str
+        Name of the setting, for messages.
+
+    Returns
+    -------
+    fs : fsspec.AbstractFileSystem
+    path : str
+        ``url`` in the file system's own path form.
+    """
+    try:
+        return fsspec.core.url_to_fs(url, **storage_options)
+    except ImportError as exc:
+        raise UserError(f"{what}: cannot open {url!r}: {exc} (install the package for this protocol)") from None
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{what}: cannot open {url!r}: {exc}") from None

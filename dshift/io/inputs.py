@@ -1,0 +1,180 @@
+"""The read stage as two calls: driver-side checks, then one scan pass on the workers.
+
+:func:`open_input` lists the input's files, checks their footers and the feature columns
+(metadata only, no cluster needed); :func:`scan_input` counts rows and NaN/inf on the
+workers and gives the lazy float64 feature array the fit runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import dask.array as da
+import dask.dataframe as dd
+
+from dshift.errors import UserError
+from dshift.io.dataset import InputFiles, check_parquet_files, list_input_files, read_errors_as_user_errors, read_parquet
+from dshift.io.features import ScanResult, feature_array, float_features, scan_features, select_feature_columns
+
+__all__ = ["INPUT_KEYS", "InputSource", "InputData", "open_input", "scan_input"]
+
+logger = logging.getLogger("dshift.batch")
+
+#: Names of the input settings in messages (``dshift predict`` uses its option names).
+INPUT_KEYS = {"path": "input.path", "columns": "input.columns", "nan_policy": "input.nan_policy:"}
+
+
+@dataclass
+class InputSource:
+    """The input after the driver-side checks (no data read yet).
+
+    Attributes
+    ----------
+    files : InputFiles
+        The Parquet files (footers checked).
+    data : dask.dataframe.DataFrame
+        Every column (for the labelled output).
+    feature_columns : list of str
+        The features, in order.
+    features : dask.dataframe.DataFrame
+        Float64 features from a column-projected read (:func:`float_features`).
+    keys : dict
+        Names of the settings for messages: ``path``, ``columns``, ``nan_policy``.
+    """
+
+    files: InputFiles
+    data: dd.DataFrame
+    feature_columns: list[str]
+    features: dd.DataFrame
+    keys: dict[str, str] = field(default_factory=lambda: dict(INPUT_KEYS))
+
+    @property
+    def url(self) -> str:
+        """The input path or URL."""
+        return self.files.url
+
+
+@dataclass
+class InputData:
+    """The input, checked and scanned: what the fit and the labelling need.
+
+    Attributes
+    ----------
+    source : InputSource
+        From :func:`open_input`.
+    scan : ScanResult
+        Row and non-finite counts per partition.
+    X : dask.array.Array
+        Float64 features to fit on (non-finite rows left out under ``nan_policy: drop``).
+    """
+
+    source: InputSource
+    scan: ScanResult
+    X: da.Array
+
+    @property
+    def data(self) -> dd.DataFrame:
+        """Every input column."""
+        return self.source.data
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The features, in order."""
+        return self.source.feature_columns
+
+    @property
+    def n_rows(self) -> int:
+        """All input rows."""
+        return self.scan.n_rows
+
+    @property
+    def n_rows_fit(self) -> int:
+        """Rows in ``X``."""
+        return int(self.X.shape[0])
+
+
+def open_input(
+    url: str,
+    *,
+    storage_options: Optional[dict] = None,
+    columns: Optional[Sequence[str]] = None,
+    label_column: Optional[str] = None,
+    keys: Optional[dict[str, str]] = None,
+) -> InputSource:
+    """Driver-side checks of the input, reading metadata only (no cluster needed).
+
+    Parameters
+    ----------
+    url : str
+        ``input.path``.
+    storage_options : dict, optional
+        Passed to fsspec.
+    columns : sequence of str, optional
+        Feature columns; every numeric column when None.
+    label_column : str, optional
+        The label column to be added (must not exist yet).
+    keys : dict, optional
+        Setting names for messages (default :data:`INPUT_KEYS`, the config's names).
+
+    Returns
+    -------
+    InputSource
+
+    Raises
+    ------
+    UserError
+        Missing path, no Parquet files, corrupt file, missing or non-numeric columns.
+    """
+    keys = {**INPUT_KEYS, **(keys or {})}
+    files = list_input_files(url, storage_options, what=keys["path"])
+    check_parquet_files(files)
+    data = read_parquet(files, storage_options)
+    feature_columns = select_feature_columns(data, columns, label_column=label_column, what=keys["columns"])
+    # Column projection: the fit passes read only the feature columns from Parquet.
+    with read_errors_as_user_errors(url):
+        features = float_features(read_parquet(files, storage_options, columns=feature_columns))
+    return InputSource(files=files, data=data, feature_columns=feature_columns, features=features, keys=keys)
+
+
+def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
+    """One pass on the workers: row counts and NaN/inf check; then the lazy feature array.
+
+    Parameters
+    ----------
+    source : InputSource
+        From :func:`open_input`.
+    nan_policy : {"error", "drop"}
+        What to do with rows holding NaN or infinity in a feature.
+
+    Returns
+    -------
+    InputData
+
+    Raises
+    ------
+    UserError
+        Empty data set, unreadable data, or non-finite values with ``nan_policy: error``.
+    """
+    keys, url, feature_columns = source.keys, source.url, source.feature_columns
+    scan = scan_features(source.features, url)
+    if scan.n_rows == 0:
+        raise UserError(f"{keys['path']}: the input data set {url!r} is empty (0 rows)")
+    if scan.n_nonfinite:
+        if nan_policy != "drop":
+            raise UserError(
+                f"{keys['path']}: {scan.n_nonfinite:,} of {scan.n_rows:,} rows have NaN or infinity in the feature "
+                f"columns ({', '.join(feature_columns)}); clean the data or set {keys['nan_policy']} drop"
+            )
+        if scan.n_nonfinite == scan.n_rows:
+            raise UserError(f"{keys['path']}: every row has NaN or infinity in the feature columns; nothing to fit")
+        logger.info("read: dropping %s rows with NaN/inf from the fit (they get label -1)", f"{scan.n_nonfinite:,}")
+    X = feature_array(source.features, scan, drop_nonfinite=nan_policy == "drop")
+    n_files = len(source.files.files)
+    logger.info(
+        "read: %d file%s, %d partitions, %s rows, %d features (%s)",
+        n_files, "" if n_files == 1 else "s", len(scan.rows), f"{scan.n_rows:,}",
+        len(feature_columns), ", ".join(feature_columns),
+    )
+    return InputData(source=source, scan=scan, X=X)
