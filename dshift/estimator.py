@@ -29,7 +29,15 @@ from dshift.assigning import label_array
 from dshift.bandwidth import estimate_bandwidth
 from dshift.index import build_index
 from dshift.merging import merge_blocks
-from dshift.seeding import bin_seed_blocks, bins_fit, point_seed_blocks, scan, scan_graph, summarize_scan
+from dshift.seeding import (
+    bin_seed_blocks,
+    bins_fit,
+    point_samples,
+    point_seed_blocks,
+    scan,
+    scan_graph,
+    summarize_scan,
+)
 from dshift.shifting import blocks_from_array, climb
 
 log = logging.getLogger("dshift")
@@ -113,16 +121,21 @@ def fit_stages(
     # the input on every shift pass. The bin table stays where the scan merged it.
     indexes = [delayed(build_index, pure=True)(block) for block in X.to_delayed().ravel()]
     scanned = scan_graph(X, bin_size if use_bins else None) if data.lazy or use_bins else None
+    # Every point may end up a seed (bins can fail): the sample planning the seeds'
+    # spatial blocks comes from the same read.
+    samples = point_samples(X, n_rows) if seeds is None else []
     kept_trees = not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3))
+    first = [*(indexes if kept_trees else []), *([scanned] if scanned is not None else []), *samples]
+    kept = list(_dask.persist(*first, n_jobs=n_jobs))
+    if kept_trees:
+        indexes = kept[: len(indexes)]
+    samples = list(_dask.compute(*kept[len(first) - len(samples):], n_jobs=n_jobs))
     if scanned is not None:
-        kept = _dask.persist(*(indexes if kept_trees else []), scanned, n_jobs=n_jobs)
-        indexes, scanned = (list(kept[:-1]) if kept_trees else indexes), kept[-1]
+        scanned = kept[len(first) - len(samples) - 1]
         (summary,) = _dask.compute(delayed(summarize_scan, pure=True)(scanned, min_bin_freq), n_jobs=n_jobs)
         if summary.n_nonfinite:
             raise _input.NonFiniteError.rows(summary.n_nonfinite, summary.n_rows)
         lap("scan")
-    elif kept_trees:
-        indexes = list(_dask.persist(*indexes, n_jobs=n_jobs))
     if kept_trees:
         _dask.wait(indexes)  # distributed persist returns at once; account the build here
         log.info("index: %d chunk trees built and kept", len(indexes))
@@ -133,9 +146,10 @@ def fit_stages(
         explicit = _explicit_seeds(seeds, n_features)
         blocks, n_seeds, source = blocks_from_array(explicit), len(explicit), "seeds"
     elif use_bins and bins_fit(summary, bin_size, min_bin_freq):
-        blocks, n_seeds, source = bin_seed_blocks(scanned, summary.n_kept, bin_size, min_bin_freq), summary.n_kept, "bins"
+        blocks = bin_seed_blocks(scanned, summary.n_kept, bin_size, min_bin_freq, n_jobs=n_jobs)
+        n_seeds, source = summary.n_kept, "bins"
     else:  # every point is a seed
-        blocks, n_seeds, source = point_seed_blocks(X), n_rows, "points"
+        blocks, n_seeds, source = point_seed_blocks(X, samples), n_rows, "points"
     log.info("seeding: %s seeds from %s rows (%s)", f"{n_seeds:,}", f"{n_rows:,}", source)
     if on_seeds is not None:
         on_seeds(n_seeds, source)

@@ -66,8 +66,7 @@ def distinct_modes(position: np.ndarray, intensity: np.ndarray, seed: np.ndarray
 
 def block_modes(block: SeedBlock, dtype: np.dtype) -> Modes:
     """The distinct modes of one seed block (positions rounded to the working dtype)."""
-    seed = block.origin + np.arange(len(block.intensity), dtype=np.int64)
-    return distinct_modes(block.position.astype(dtype), block.intensity, seed)
+    return distinct_modes(block.position.astype(dtype), block.intensity, block.seed)
 
 
 def merge_mode_tables(a: Modes, b: Modes) -> Modes:

@@ -13,6 +13,7 @@ without an extra read.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -21,8 +22,9 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 from numba import njit
 
-from dshift import _dask
-from dshift.shifting import SeedBlock, block_ranges, new_block
+from dshift import _dask, partition
+from dshift.partition import Partition
+from dshift.shifting import block_from_shares
 
 
 class BinTable(NamedTuple):
@@ -272,15 +274,17 @@ def bin_seeds(table: BinTable, bin_size, min_bin_freq: int) -> np.ndarray:
     return table.bins[keep].astype(np.float32) * bin_size
 
 
-def _bin_block(result: ScanResult, start: int, stop: int, bin_size, min_bin_freq: int) -> SeedBlock:
-    return new_block(bin_seeds(result.table, bin_size, min_bin_freq)[start:stop], start)
+def _route_bins(result: ScanResult, bin_size, min_bin_freq: int, cells: Partition) -> list:
+    seeds = bin_seeds(result.table, bin_size, min_bin_freq)
+    return partition.split(seeds, np.arange(len(seeds), dtype=np.int64), cells)
 
 
-def _row_block(chunk: np.ndarray, start: int, stop: int, origin: int) -> SeedBlock:
-    return new_block(chunk[start:stop], origin)
+def _bin_sample(result: ScanResult, bin_size, min_bin_freq: int, size: int) -> np.ndarray:
+    return partition.strided_sample(bin_seeds(result.table, bin_size, min_bin_freq), size)
 
 
-def bin_seed_blocks(scanned: Delayed, n_kept: int, bin_size, min_bin_freq: int) -> list[Delayed]:
+def bin_seed_blocks(scanned: Delayed, n_kept: int, bin_size, min_bin_freq: int,
+                    n_jobs: int | None = None) -> list[Delayed]:
     """Seed blocks cut from the scan's bin table where it lives (the bins never reach the driver).
 
     Parameters
@@ -292,32 +296,57 @@ def bin_seed_blocks(scanned: Delayed, n_kept: int, bin_size, min_bin_freq: int) 
     bin_size : float
         As given to the scan.
     min_bin_freq : int
+    n_jobs : int, optional
+        Threads for the local scheduler (the partition's sample is computed here).
 
     Returns
     -------
     list of Delayed
-        :class:`~dshift.shifting.SeedBlock` objects in seed order.
+        :class:`~dshift.shifting.SeedBlock` objects, one per spatial cell.
     """
-    return [delayed(_bin_block, pure=True)(scanned, a, b, bin_size, min_bin_freq) for a, b in block_ranges(n_kept)]
+    n_cells = partition.n_cells_for(n_kept)
+    size = partition.sample_size(n_cells)
+    (sample,) = _dask.compute(delayed(_bin_sample, pure=True)(scanned, bin_size, min_bin_freq, max(size, 1)),
+                              n_jobs=n_jobs)
+    cells = partition.plan(sample, n_cells)
+    routed = delayed(_route_bins, pure=True)(scanned, bin_size, min_bin_freq, cells)
+    return partition.gather_cells([routed], cells.n_cells, block_from_shares)
 
 
-def point_seed_blocks(X: da.Array) -> list[Delayed]:
-    """Every row a seed: blocks cut from the row chunks where they are read.
+def _route_rows(chunk: np.ndarray, offset: int, cells: Partition) -> list:
+    return partition.split(chunk, offset + np.arange(len(chunk), dtype=np.int64), cells)
+
+
+def point_samples(X: da.Array, n_seeds: int) -> list[Delayed]:
+    """Per row chunk, the rows that plan the seeds' partition when every row is a seed.
+
+    Compute them with the first pass over the data, which reads the chunks anyway.
+    """
+    size = partition.sample_size(partition.n_cells_for(n_seeds))
+    blocks = X.to_delayed().ravel()
+    return [delayed(partition.strided_sample, pure=True)(b, math.ceil(size * rows / max(n_seeds, 1)))
+            for b, rows in zip(blocks, X.chunks[0])]
+
+
+def point_seed_blocks(X: da.Array, samples: list[np.ndarray]) -> list[Delayed]:
+    """Every row a seed: blocks of spatial cells, routed from the row chunks where they are read.
 
     Parameters
     ----------
     X : dask.array.Array of shape (n, d)
         Row-chunked data.
+    samples : list of ndarray
+        The computed :func:`point_samples`.
 
     Returns
     -------
     list of Delayed
-        :class:`~dshift.shifting.SeedBlock` objects in row order.
+        :class:`~dshift.shifting.SeedBlock` objects, one per spatial cell; every row once.
     """
-    blocks = []
-    for chunk, offset, rows in zip(X.to_delayed().ravel(), _dask.chunk_offsets(X.chunks[0]), X.chunks[0]):
-        blocks += [delayed(_row_block, pure=True)(chunk, a, b, int(offset) + a) for a, b in block_ranges(rows)]
-    return blocks
+    cells = partition.plan(np.concatenate(samples), partition.n_cells_for(X.shape[0]))
+    routed = [delayed(_route_rows, pure=True)(chunk, int(offset), cells)
+              for chunk, offset in zip(X.to_delayed().ravel(), _dask.chunk_offsets(X.chunks[0]))]
+    return partition.gather_cells(routed, cells.n_cells, block_from_shares)
 
 
 def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1):

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from dshift import _compensated, _dask
+from dshift import _compensated, _dask, partition
 from dshift.index import ChunkIndex, ball_sums, group_seeds
 
 log = logging.getLogger("dshift")
@@ -41,7 +41,7 @@ log = logging.getLogger("dshift")
 class SeedBlock(NamedTuple):
     """A slice of the seeds and the state of their climbs (plain NumPy, picklable)."""
 
-    origin: int  # global number of the block's first seed (scikit-learn's seed order)
+    seed: np.ndarray  # (k,) int64 global seed numbers (scikit-learn's seed order)
     position: np.ndarray  # (k, d) float64: current mean while active, final mean after
     intensity: np.ndarray  # (k,) int64 points in the last ball; 0 = no result (yet)
     done: np.ndarray  # (k,) int64 completed steps
@@ -79,15 +79,15 @@ class ClimbResult(NamedTuple):
 # ------------------------------------------------------------------------- per-block work
 
 
-def new_block(seeds: np.ndarray, origin: int) -> SeedBlock:
+def new_block(seeds: np.ndarray, ids: np.ndarray) -> SeedBlock:
     """The state of seeds that have not moved yet.
 
     Parameters
     ----------
     seeds : ndarray of shape (k, d)
         Starting points (any real dtype; climbed in float64).
-    origin : int
-        Global number of the first seed.
+    ids : ndarray of shape (k,)
+        Their global seed numbers.
 
     Returns
     -------
@@ -95,14 +95,19 @@ def new_block(seeds: np.ndarray, origin: int) -> SeedBlock:
     """
     k = len(seeds)
     return SeedBlock(
-        origin=int(origin),
-        position=np.array(seeds, dtype=np.float64, order="C", copy=True).reshape(k, -1),
+        seed=np.asarray(ids, dtype=np.int64),
+        position=np.array(seeds, dtype=np.float64, order="C", copy=True),
         intensity=np.zeros(k, dtype=np.int64),
         done=np.zeros(k, dtype=np.int64),
         active=np.ones(k, dtype=bool),
         largest_shift=0.0,
         n_queried=0,
     )
+
+
+def block_from_shares(*shares: tuple[np.ndarray, np.ndarray]) -> SeedBlock:
+    """A block from the ``(seeds, ids)`` shares of one spatial cell (see :mod:`dshift.partition`)."""
+    return new_block(np.concatenate([s for s, _ in shares]), np.concatenate([i for _, i in shares]))
 
 
 def block_query(block: SeedBlock, bandwidth: float) -> Query:
@@ -164,7 +169,7 @@ def advance(
     intensity[ended] = count[query.inverse][finished[query.inverse]]
     done[ended] = step
     active[ended] = False
-    return SeedBlock(block.origin, position, intensity, done, active,
+    return SeedBlock(block.seed, position, intensity, done, active,
                      float(shift[found].max(initial=0.0)), len(query.centers))
 
 
@@ -183,33 +188,22 @@ def summarize(block: SeedBlock) -> BlockSummary:
 # ------------------------------------------------------------------------------ building blocks
 
 
-def blocks_from_array(seeds: np.ndarray, block_size: int | None = None) -> list[Delayed]:
-    """Seed blocks from seeds held by the driver (explicit seeds): one task each.
+def blocks_from_array(seeds: np.ndarray) -> list[Delayed]:
+    """Seed blocks from seeds held by the driver (explicit seeds), cut spatially.
 
     Parameters
     ----------
     seeds : ndarray of shape (k, d)
-    block_size : int, optional
-        Seeds per block (default :func:`seed_block_size`).
 
     Returns
     -------
     list of Delayed
         Each computes to a :class:`SeedBlock`.
     """
-    size = block_size or seed_block_size()
-    return [delayed(new_block, pure=True)(seeds[a : a + size], a) for a in range(0, len(seeds), size)]
-
-
-def block_ranges(n_seeds: int, block_size: int | None = None) -> list[tuple[int, int]]:
-    """``[start, stop)`` seed numbers of each block for ``n_seeds`` seeds."""
-    size = block_size or seed_block_size()
-    return [(a, min(a + size, n_seeds)) for a in range(0, n_seeds, size)]
-
-
-def seed_block_size() -> int:
-    """Seeds per block: the ``dshift.seed-block-size`` setting."""
-    return max(int(_dask.config_get("seed-block-size")), 1)
+    n_cells = partition.n_cells_for(len(seeds))
+    cells = partition.plan(partition.strided_sample(seeds, partition.sample_size(n_cells)), n_cells)
+    shares = partition.split(seeds, np.arange(len(seeds), dtype=np.int64), cells)
+    return [delayed(new_block, pure=True)(s, i) for s, i in shares if len(i)]
 
 
 # ------------------------------------------------------------------------------ the driver

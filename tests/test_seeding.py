@@ -23,6 +23,7 @@ from dshift.seeding import (
     bin_table,
     bins_fit,
     merge_tables,
+    point_samples,
     point_seed_blocks,
     scan,
     scan_chunk,
@@ -159,21 +160,26 @@ def test_bin_seeds_and_summary():
         assert not bins_fit(summarize_scan(alone, 1), 0.1, 1)
 
 
-@pytest.mark.parametrize("block_size", [1, 2, 1000])
-def test_seed_blocks_keep_seed_order(block_size):
+@pytest.mark.parametrize("block_size", [1, 5, 40, 1000])
+def test_seed_blocks_are_spatial_cells_holding_every_seed_once(block_size):
     X = blobs(300, 2, 3, 1.0, seed=4)
     arr = da.from_array(X, chunks=(70, 2))
     scanned = scan_graph(arr, 0.5)
     summary = dask.compute(delayed(summarize_scan)(scanned, 2))[0]
     with dask.config.set({"dshift.seed-block-size": block_size}):
         bins = dask.compute(*bin_seed_blocks(scanned, summary.n_kept, 0.5, 2))
-        points = dask.compute(*point_seed_blocks(arr))
-    expected = get_bin_seeds(X, 0.5, 2)
-    np.testing.assert_array_equal(np.concatenate([b.position for b in bins]), expected.astype(np.float64))
-    assert [b.origin for b in bins] == list(np.cumsum([0] + [len(b.active) for b in bins])[:-1])
-    np.testing.assert_array_equal(np.concatenate([b.position for b in points]), X)
-    assert [b.origin for b in points] == list(np.cumsum([0] + [len(b.active) for b in points])[:-1])
-    assert max(len(b.active) for b in bins + points) <= block_size
+        samples = dask.compute(*point_samples(arr, 300))
+        points = dask.compute(*point_seed_blocks(arr, list(samples)))
+    for blocks, seeds in ((bins, get_bin_seeds(X, 0.5, 2)), (points, X)):
+        ids = np.concatenate([b.seed for b in blocks])
+        np.testing.assert_array_equal(np.sort(ids), np.arange(len(seeds)))
+        np.testing.assert_array_equal(np.concatenate([b.position for b in blocks]), seeds[ids].astype(np.float64))
+        assert len(blocks) == max(1, min(-(-len(seeds) // block_size), len(seeds)))
+        if block_size >= 40:  # cells of a sampled k-d plan: about the block size
+            assert max(len(b.seed) for b in blocks) <= 2 * block_size
+        if len(blocks) >= 4 and block_size > 1:  # ... and compact
+            spread = np.mean([np.ptp(b.position, axis=0).sum() for b in blocks if len(b.seed) > 1])
+            assert spread < np.ptp(seeds, axis=0).sum() / 2
 
 
 # ---------------------------------------------------------------- get_bin_seeds vs sklearn

@@ -27,12 +27,16 @@ def _indexes(X, rows):
 
 def _climb(X, seeds, bandwidth, max_iter, rows, dtype, block_size=None) -> Climbed:
     seeds = np.asarray(seeds, dtype=np.float64)
-    result = climb(_indexes(X, rows), blocks_from_array(seeds, block_size), bandwidth, max_iter, np.dtype(dtype))
+    with dask.config.set({"dshift.seed-block-size": block_size or 65536}):
+        result = climb(_indexes(X, rows), blocks_from_array(seeds), bandwidth, max_iter, np.dtype(dtype))
     blocks = dask.compute(*result.blocks)
     assert result.n_seeds == len(seeds) == sum(len(b.active) for b in blocks)
     assert not any(b.active.any() for b in blocks)
-    position = np.concatenate([b.position for b in blocks]).astype(dtype)
-    return Climbed(position, np.concatenate([b.intensity for b in blocks]), result.n_iter)
+    ids = np.concatenate([b.seed for b in blocks])
+    np.testing.assert_array_equal(np.sort(ids), np.arange(len(seeds)))  # every seed once
+    order = np.argsort(ids)
+    position = np.concatenate([b.position for b in blocks])[order].astype(dtype)
+    return Climbed(position, np.concatenate([b.intensity for b in blocks])[order], result.n_iter)
 
 
 def _check(X, seeds, bandwidth, max_iter, rows=None, dtype=np.float64, block_size=None):

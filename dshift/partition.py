@@ -1,0 +1,147 @@
+"""Spatial partition of the seeds into blocks: seeds close together share a block.
+
+A shift pass groups each block's seeds into compact groups that share one tree traversal
+(:func:`dshift.index.group_seeds`); that only pays when a block's seeds are dense. Seeds
+in data order are spread over the whole space, so blocks are cut spatially instead: a
+small k-d partition is planned on the driver from a sample of the seeds (median splits
+into cells of about equal size), and every source of seeds (a row chunk, the bin table,
+an explicit array) routes its seeds to the cells where it lives. A block is one cell's
+seeds from all sources; each seed keeps its global number, so scikit-learn's seed order
+(which decides the merge's ties) is never lost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+from dask.delayed import Delayed, delayed
+from numba import njit
+
+from dshift import _dask
+
+SAMPLE_PER_CELL = 64
+"""Sampled seeds per planned cell: enough for cells within ~25 % of the same size."""
+
+
+class Partition(NamedTuple):
+    """A k-d partition of space into cells (plain NumPy).
+
+    Node ``i`` is a leaf when ``dim[i] < 0``; then ``child[i]`` is its cell number.
+    Otherwise points with ``x[dim[i]] < value[i]`` go to node ``child[i]``, the others
+    to ``child[i] + 1``.
+    """
+
+    dim: np.ndarray  # (m,) int64
+    value: np.ndarray  # (m,) float64
+    child: np.ndarray  # (m,) int64
+    n_cells: int
+
+
+def n_cells_for(n_seeds: int) -> int:
+    """How many blocks ``n_seeds`` seeds make (the ``dshift.seed-block-size`` setting)."""
+    return max(math.ceil(n_seeds / max(int(_dask.config_get("seed-block-size")), 1)), 1)
+
+
+def sample_size(n_cells: int) -> int:
+    """Seeds to sample for planning ``n_cells`` cells (0: one cell needs no plan)."""
+    return 0 if n_cells <= 1 else SAMPLE_PER_CELL * n_cells
+
+
+def strided_sample(points: np.ndarray, size: int) -> np.ndarray:
+    """About ``size`` rows of ``points`` taken at an even stride (deterministic)."""
+    if size <= 0 or len(points) == 0:
+        return np.empty((0, points.shape[1]))
+    step = max(len(points) // size, 1)
+    return np.asarray(points[::step][:size], dtype=np.float64)
+
+
+def plan(sample: np.ndarray, n_cells: int) -> Partition:
+    """Median splits of ``sample`` (widest dimension first) into ``n_cells`` cells.
+
+    Parameters
+    ----------
+    sample : ndarray of shape (m, d)
+        Seeds representative of all seeds.
+    n_cells : int
+        Cells wanted (>= 1).
+
+    Returns
+    -------
+    Partition
+    """
+    dims, values, children = [-1], [0.0], [-1]
+    todo = [(0, np.asarray(sample, dtype=np.float64), n_cells)]
+    n_leaves = 0
+    while todo:
+        node, pts, cells = todo.pop()
+        if cells == 1 or len(pts) < 2:
+            children[node] = n_leaves
+            n_leaves += 1
+            continue
+        dim = int(np.argmax(pts.max(axis=0) - pts.min(axis=0)))
+        left_cells = cells // 2
+        order = np.argsort(pts[:, dim], kind="stable")
+        cut = max(min(round(len(pts) * left_cells / cells), len(pts) - 1), 1)
+        dims[node], values[node], children[node] = dim, float(pts[order[cut], dim]), len(dims)
+        dims += [-1, -1]
+        values += [0.0, 0.0]
+        children += [-1, -1]
+        todo.append((children[node] + 1, pts[order[cut:]], cells - left_cells))
+        todo.append((children[node], pts[order[:cut]], left_cells))
+    return Partition(np.array(dims, np.int64), np.array(values), np.array(children, np.int64), n_leaves)
+
+
+@njit(nogil=True, cache=True)
+def _cells_of(points, dim, value, child):
+    n = points.shape[0]
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        node = 0
+        while dim[node] >= 0:
+            node = child[node] if points[i, dim[node]] < value[node] else child[node] + 1
+        out[i] = child[node]
+    return out
+
+
+def split(points: np.ndarray, ids: np.ndarray, partition: Partition) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Route seeds to their cells (one source's share of every block).
+
+    Parameters
+    ----------
+    points : ndarray of shape (k, d)
+    ids : ndarray of shape (k,)
+        Global seed numbers.
+    partition : Partition
+
+    Returns
+    -------
+    list of (points, ids)
+        One entry per cell, seeds in their original order.
+    """
+    cells = _cells_of(np.ascontiguousarray(points, dtype=np.float64), partition.dim, partition.value,
+                      partition.child)
+    order = np.argsort(cells, kind="stable")
+    bounds = np.searchsorted(cells[order], np.arange(partition.n_cells + 1))
+    return [(points[order[a:b]], ids[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def gather_cells(routed: Sequence[Delayed], n_cells: int, make: Callable[..., Any]) -> list[Delayed]:
+    """One object per cell from every source's share of it, lazily.
+
+    Parameters
+    ----------
+    routed : sequence of Delayed
+        Per source, the list returned by :func:`split`.
+    n_cells : int
+    make : callable
+        ``make(*shares)`` builds a cell's object from its ``(points, ids)`` shares.
+
+    Returns
+    -------
+    list of Delayed
+        Only a cell's pieces move to the worker that builds it.
+    """
+    return [delayed(make, pure=True)(*(r[c] for r in routed)) for c in range(n_cells)]
