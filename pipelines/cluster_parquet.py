@@ -22,6 +22,7 @@ from dshift.io import (
     check_paths_disjoint,
     label_frame,
     open_input,
+    read_errors_as_user_errors,
     scan_input,
     write_bytes,
     write_json,
@@ -78,7 +79,8 @@ def run(config: Config) -> dict[str, Any]:
         with clock.phase("bandwidth"):
             bandwidth, estimated = choose_bandwidth(data.X, cfg.model)
 
-        model = fit_model(data.X, bandwidth, cfg.model)
+        with read_errors_as_user_errors(cfg.input.path):  # every pass reads the input again
+            model = fit_model(data.X, bandwidth, cfg.model)
         clock.timings.update(model.timings_)
         centers = model.cluster_centers_
 
