@@ -3,23 +3,32 @@
 Exit status: 0 on success; 2 on a user error (bad config or data, existing output,
 unreachable scheduler) with one line on stderr saying what is wrong; 1 when the cluster fails
 under the job (workers keep dying, no workers left, scheduler lost: one line naming the
-scheduler) or on an unexpected failure (message and traceback on stderr).
+scheduler) or on an unexpected failure (one line; the traceback is in the log); 130 / 143 when
+SIGINT / SIGTERM stopped the job.
+
+The terminal shows dshift's own lines only; library logs, warnings and tracebacks go to a log
+file (:mod:`dshift.logs`) that the last line of a failure names.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
+import signal
 import sys
 import traceback
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
 
-from dshift.errors import ClusterError, UserError
+from dshift.errors import ClusterError, Interrupted, UserError
+from dshift.interrupts import InterruptHandler
+from dshift.logs import JobLog, log_path
 
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USER_ERROR = 0, 1, 2
+GRACE = 4.0  # seconds an interrupted job may take to unwind before it is killed
 
 
 def _version() -> str:
@@ -28,21 +37,34 @@ def _version() -> str:
     return dshift_version()
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for (it imports the report module's stack)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"dshift {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
         prog="dshift",
         description="Exact, distributed mean shift clustering of Parquet data sets on Dask.",
-        epilog="Exit status: 0 success, 2 user error (one line on stderr), 1 unexpected failure.",
+        epilog="Exit status: 0 success, 2 user error (one line on stderr), 1 cluster or unexpected failure, "
+               "130/143 interrupted (SIGINT/SIGTERM).",
     )
-    parser.add_argument("--version", action="version", version=f"dshift {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser("run", help="run a clustering job described by a YAML config",
                          description="Cluster input.path with mean shift; write labels/, model.json, "
                                      "report.json and clusters.png to output.path (all or nothing).")
     run.add_argument("config", metavar="CONFIG.yaml", help="job configuration (see README.md, 'The batch tool')")
-    run.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only errors")
+    _add_terminal_flags(run)
 
     val = sub.add_parser("validate", help="check a config (and the input's columns when it exists)",
                          description="Validate CONFIG.yaml without running: schema, value ranges, "
@@ -64,42 +86,61 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rows with NaN/inf in a feature: fail (default) or label -1")
     pred.add_argument("--address", default=None, help="scheduler address (default: a local cluster)")
     pred.add_argument("--n-workers", type=int, default=2, help="local cluster workers (default 2)")
-    pred.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only errors")
+    _add_terminal_flags(pred)
     return parser
 
 
-def _setup_logging(quiet: bool) -> None:
-    """Progress lines on stderr: dshift's loggers at INFO (WARNING with --quiet)."""
-    from dshift.cluster import quiet_distributed_logs
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[dshift %(asctime)s] %(message)s", datefmt="%H:%M:%S"))
-    log = logging.getLogger("dshift")
-    log.handlers[:] = [handler]
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
-    quiet_distributed_logs(logging.ERROR if quiet else logging.WARNING)
+def _add_terminal_flags(sub: argparse.ArgumentParser) -> None:
+    terminal = sub.add_mutually_exclusive_group()
+    terminal.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only errors")
+    terminal.add_argument("--verbose", "-v", action="store_true",
+                          help="also show library logs (distributed, workers, warnings) as they are written "
+                               "to the log file")
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+@dataclass
+class _Job:
+    """A command, ready to run: what it does and where its output (and so its log) goes."""
+
+    run: Callable[[], None]
+    output: Optional[str] = None
+    storage_options: dict = field(default_factory=dict)
+
+
+def _load_config(path: str) -> "Config":  # noqa: F821
+    """The validated config, its output not inside its input (before any log is created
+    next to the output, so nothing is ever written into an input)."""
     from dshift.config import load_config
 
-    cfg = load_config(args.config)
-    from dshift.pipelines.cluster_parquet import run
+    cfg = load_config(path)  # before the heavy imports: a bad config is refused at once
+    from dshift.io.outputs import check_paths_disjoint
 
-    run(cfg)
-    return EXIT_OK
+    check_paths_disjoint(cfg.input.path, cfg.output.path, cfg.input.storage_options, cfg.output.storage_options)
+    return cfg
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from dshift.config import load_config
+def _prepare_run(args: argparse.Namespace) -> _Job:
+    cfg = _load_config(args.config)
+
+    def run() -> None:
+        from dshift.pipelines.cluster_parquet import run as run_job
+
+        run_job(cfg)
+
+    return _Job(run, cfg.output.path, cfg.output.storage_options)
+
+
+def _prepare_validate(args: argparse.Namespace) -> _Job:
+    cfg = _load_config(args.config)
+    return _Job(lambda: _validate(cfg, args.config))
+
+
+def _validate(cfg: "Config", config: str) -> None:  # noqa: F821
     from dshift.io.dataset import check_parquet_files, list_input_files, read_parquet
     from dshift.io.features import select_feature_columns
-    from dshift.io.outputs import OutputStage, check_paths_disjoint
+    from dshift.io.outputs import OutputStage
     from dshift.pipelines.make_demo_data import exists
 
-    cfg = load_config(args.config)
-    check_paths_disjoint(cfg.input.path, cfg.output.path, cfg.input.storage_options, cfg.output.storage_options)
     notes = []
     if cfg.demo is not None and not exists(cfg.input.path, cfg.input.storage_options):
         notes.append(f"input {cfg.input.path} will be created (demo: {cfg.demo.rows:,} rows)")
@@ -113,17 +154,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         OutputStage(cfg.output.path, cfg.output.storage_options, overwrite=cfg.output.overwrite).check()
     except UserError as exc:  # a condition of the next run, not of the config itself
         notes.append(f"note: {exc}")
-    print(f"config OK: {args.config}")
+    print(f"config OK: {config}")
     for note in notes:
         print(f"  {note}")
-    return EXIT_OK
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
+def _prepare_predict(args: argparse.Namespace) -> _Job:
     from pydantic import ValidationError
 
     from dshift.config import ClusterConfig, absolute_path, format_validation_error
-    from dshift.pipelines.predict_parquet import run
+    from dshift.io.outputs import check_paths_disjoint
 
     options = {}
     if args.storage_options:
@@ -140,10 +180,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         cluster = ClusterConfig(address=args.address, n_workers=args.n_workers)
     except ValidationError as exc:
         raise UserError(f"--{format_validation_error(exc).replace('_', '-')}") from None
-    run(model_path=absolute_path(args.model), input_path=absolute_path(args.input),
-        output_path=absolute_path(args.output), columns=columns, storage_options=options,
-        overwrite=args.overwrite, nan_policy=args.nan_policy, cluster=cluster)
-    return EXIT_OK
+    input_path, output_path = absolute_path(args.input), absolute_path(args.output)
+    check_paths_disjoint(input_path, output_path, options, options)
+
+    def run() -> None:
+        from dshift.pipelines.predict_parquet import run as run_job
+
+        run_job(model_path=absolute_path(args.model), input_path=input_path, output_path=output_path,
+                columns=columns, storage_options=options, overwrite=args.overwrite,
+                nan_policy=args.nan_policy, cluster=cluster)
+
+    return _Job(run, output_path, options)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -152,32 +199,156 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Parameters
     ----------
     argv : sequence of str, optional
-        Arguments without the program name; ``sys.argv[1:]`` when None.
+        Arguments without the program name; ``sys.argv[1:]`` when None. None also means this
+        process *is* the dshift program: stderr then stays on the log file, and SIGINT/SIGTERM
+        are ignored, until it exits.
 
     Returns
     -------
     int
-        The exit status (0, 1 or 2).
+        The exit status (0, 1, 2, 130 or 143).
     """
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors, as argparse does
-    _setup_logging(getattr(args, "quiet", False) or args.command == "validate")
-    commands = {"run": _cmd_run, "validate": _cmd_validate, "predict": _cmd_predict}
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    log = JobLog(quiet=quiet or args.command == "validate", verbose=verbose)
+    outcome = _Outcome(args.command, log, _children())
+    prepare = {"run": _prepare_run, "validate": _prepare_validate, "predict": _prepare_predict}[args.command]
+    program = argv is None  # this process is the dshift program and exits after main()
+    with InterruptHandler(GRACE, outcome.overrun, restore=not program) as interrupts:
+        failure: Optional[BaseException] = None
+        try:
+            try:
+                job = prepare(args)
+                outcome.job = job
+                outcome.committed_before = _success_marker(job)
+                log.open(log_path(job.output, args.command))
+                job.run()
+            except BaseException as exc:  # noqa: BLE001 - classified below, once signals no longer raise
+                failure = exc
+            interrupts.disarm()
+        except KeyboardInterrupt as exc:  # the first signal came between the job's end and disarm()
+            failure = exc
+            interrupts.disarm()
+        code, line = outcome.classify(failure, interrupts.received)
+        return outcome.finish(code, line, restore_stderr=not program)
+
+
+@dataclass
+class _Outcome:
+    """How a command ended: its last line, its log, and (interrupted) what it leaves behind."""
+
+    command: str
+    log: JobLog
+    children_before: set
+    job: Optional[_Job] = None
+    committed_before: Optional[str] = None
+
+    def classify(self, failure: Optional[BaseException], signum: Optional[int]) -> tuple[int, Optional[str]]:
+        """Exit status and last line for how the command ended."""
+        if signum is not None or isinstance(failure, KeyboardInterrupt):
+            # interrupted, whatever error the interrupt caused on its way
+            return self.interrupted(signum or getattr(failure, "signum", signal.SIGINT))
+        if failure is None:
+            return EXIT_OK, None
+        if isinstance(failure, UserError):
+            return EXIT_USER_ERROR, failure.one_line()
+        if isinstance(failure, ClusterError):  # the cluster failed under the job, not the config
+            return EXIT_FAILURE, failure.one_line()
+        if self.log.path is None:  # failed before its log was opened: the traceback needs one
+            self.log.open(log_path(None, self.command))
+        self.log.write("".join(traceback.format_exception(failure)))
+        return EXIT_FAILURE, f"dshift: unexpected error: {type(failure).__name__}: {_first_line(failure)}"
+
+    def interrupted(self, signum: int) -> tuple[int, str]:
+        exc = Interrupted(signum)
+        # a worker the cluster's shutdown missed; resource trackers end with this process (killed,
+        # they would be relaunched at its shutdown, and complain)
+        _kill_children(self.children_before, spare_trackers=True)
+        line = f"dshift: interrupted ({exc.signame})"
+        if self.job is not None and self.job.output is not None:
+            after = _success_marker(self.job)
+            if after is not None and after != self.committed_before:
+                line += f" after the output was committed: {self.job.output} is complete"
+            else:
+                line += f"; nothing was written to {self.job.output}"
+        return exc.exit_code, line
+
+    def overrun(self, signum: int) -> None:
+        """The job did not unwind within the grace period: kill what is left and exit."""
+        exc = Interrupted(signum)
+        self.log.write_stacks()
+        _kill_children(self.children_before)
+        where = f" {self.job.output}" if self.job is not None and self.job.output else ""
+        line = (f"dshift: interrupted ({exc.signame}); the job did not stop within {GRACE:g} s and was killed "
+                f"(a leftover .tmp- directory next to the output{where} is removed by the next run)")
+        self.log.final(_with_log(line, self.log.path))
+        os._exit(exc.exit_code)
+
+    def finish(self, code: int, line: Optional[str], *, restore_stderr: bool) -> int:
+        log = self.log
+        if code == EXIT_OK:
+            into = self.job.output if self.job is not None else None
+            log.close(keep=False, into=into, storage_options=self.job.storage_options if into else None,
+                      restore_stderr=restore_stderr)
+            return code
+        # A user error whose log only repeats dshift's lines (found before any cluster ran) leaves
+        # no log behind; every other failure keeps it and names it.
+        keep = code != EXIT_USER_ERROR or log.has_library_output()
+        log.final(_with_log(line, log.path if keep else None))
+        log.close(keep=keep, restore_stderr=restore_stderr)
+        return code
+
+
+def _with_log(line: str, path: Optional[str]) -> str:
+    return f"{line}; log: {path}" if path else line
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
+def _success_marker(job: _Job) -> Optional[str]:
+    """A fingerprint of ``<output>/_SUCCESS`` (None if absent): tells whether a commit happened."""
+    if job.output is None:
+        return None
     try:
-        return commands[args.command](args)
-    except UserError as exc:
-        print(exc.one_line(), file=sys.stderr)
-        return EXIT_USER_ERROR
-    except ClusterError as exc:  # the cluster failed under the job: not the user's config
-        print(exc.one_line(), file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("dshift: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the last resort: report and exit 1
-        traceback.print_exc(file=sys.stderr)
-        print(f"dshift: unexpected error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
-        return EXIT_FAILURE
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(job.output, **job.storage_options)
+        info = fs.info(f"{root.rstrip('/')}/_SUCCESS")
+    except Exception:  # noqa: BLE001 - absent or unreadable: no committed output to report
+        return None
+    return repr(sorted((str(k), str(v)) for k, v in info.items()))
+
+
+def _children() -> set:
+    """(pid, start time) of this process's descendants."""
+    import psutil
+
+    out = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            out.add((proc.pid, proc.create_time()))
+        except psutil.Error:
+            pass
+    return out
+
+
+def _kill_children(before: set, *, spare_trackers: bool = False) -> None:
+    """SIGKILL every descendant process started since ``before`` was taken (by pid), except,
+    with ``spare_trackers``, multiprocessing's resource trackers."""
+    import psutil
+
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if (proc.pid, proc.create_time()) in before:
+                continue
+            if spare_trackers and any("resource_tracker" in arg for arg in proc.cmdline()):
+                continue
+            proc.kill()
+        except psutil.Error:
+            pass
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Connecting the batch tool to Dask: a LocalCluster or an existing scheduler.
 
 :func:`connect` is a context manager that yields a ``distributed.Client`` and always closes
-the client (and the LocalCluster it started) on the way out. :func:`persist_policy` sets the
-engine's ``dshift.persist`` knob.
+the client (and the LocalCluster it started) on the way out; when the ``dshift`` command is
+interrupted (:mod:`dshift.interrupts`) it kills the LocalCluster's workers first, so the job
+stops within seconds even while tasks run. :func:`persist_policy` sets the engine's
+``dshift.persist`` knob.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import dask
 
 from dshift.config import ClusterConfig
 from dshift.errors import ClusterError, UserError
+from dshift.interrupts import on_interrupt
 
-__all__ = ["connect", "persist_policy", "quiet_distributed_logs"]
+__all__ = ["connect", "persist_policy"]
 
 logger = logging.getLogger("dshift.batch")
 
@@ -82,73 +85,106 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
     cluster = None
     client = None
     watchdog = None
+    interrupted = False
     where = cfg.address or "the local cluster"
+
+    def stop() -> None:  # an interrupt: no worker keeps computing (or writing) while the job unwinds
+        if cluster is not None:
+            _kill_local_workers(cluster)
+
     try:
-        if cfg.address is None:
-            logger.info(
-                "cluster: starting a local cluster (%d workers x %d threads, memory_limit=%s)",
-                cfg.n_workers, cfg.threads_per_worker, cfg.memory_limit,
-            )
-            dashboard = _dashboard_address(cfg.dashboard)
-            cluster = LocalCluster(
-                n_workers=cfg.n_workers,
-                threads_per_worker=cfg.threads_per_worker,
-                processes=True,
-                memory_limit=cfg.memory_limit,
-                host="127.0.0.1",
-                dashboard_address=dashboard,
-                # Without a dashboard the scheduler's HTTP server would still try port 8787
-                # (and warn when it is taken); a random loopback port, closed right below.
-                scheduler_kwargs=None if dashboard else {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-            )
-            client = Client(cluster, timeout=cfg.connect_timeout)
-            where = f"the local cluster's scheduler {cluster.scheduler_address}"
-            _close_http_servers(client, keep_scheduler=dashboard is not None)
-            if cfg.dashboard is not False:
-                logger.info("cluster: dashboard at %s", client.dashboard_link)
-        else:
-            logger.info("cluster: connecting to %s (timeout %g s)", cfg.address, cfg.connect_timeout)
-            security = _security(cfg)
+        with on_interrupt(stop):
+            if cfg.address is None:
+                logger.info(
+                    "cluster: starting a local cluster (%d workers x %d threads, memory_limit=%s)",
+                    cfg.n_workers, cfg.threads_per_worker, cfg.memory_limit,
+                )
+                dashboard = _dashboard_address(cfg.dashboard)
+                cluster = LocalCluster(
+                    n_workers=cfg.n_workers,
+                    threads_per_worker=cfg.threads_per_worker,
+                    processes=True,
+                    memory_limit=cfg.memory_limit,
+                    host="127.0.0.1",
+                    dashboard_address=dashboard,
+                    # Without a dashboard the scheduler's HTTP server would still try port 8787
+                    # (and warn when it is taken); a random loopback port, closed right below.
+                    scheduler_kwargs=None if dashboard else {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                )
+                client = Client(cluster, timeout=cfg.connect_timeout)
+                where = f"the local cluster's scheduler {cluster.scheduler_address}"
+                _close_http_servers(client, keep_scheduler=dashboard is not None)
+                if cfg.dashboard is not False:
+                    logger.info("cluster: dashboard at %s", client.dashboard_link)
+            else:
+                logger.info("cluster: connecting to %s (timeout %g s)", cfg.address, cfg.connect_timeout)
+                security = _security(cfg)
+                try:
+                    # distributed waits for the scheduler's handshake without a deadline: a port that
+                    # accepts connections but never answers would hang Client() forever.
+                    _probe_scheduler(cfg.address, security, cfg.connect_timeout)
+                    client = Client(cfg.address, security=security, timeout=cfg.connect_timeout)
+                except (OSError, TimeoutError) as exc:
+                    raise UserError(
+                        f"cluster.address: cannot connect to the scheduler at {cfg.address} "
+                        f"within {cfg.connect_timeout:g} s ({type(exc).__name__}: {_first_line(exc)})"
+                    ) from None
+                except (TypeError, ValueError) as exc:  # e.g. tls:// without certificates
+                    hint = "" if cfg.tls.enabled else "; set cluster.tls.ca_file, cert_file and key_file"
+                    raise UserError(
+                        f"cluster.address: cannot connect to the scheduler at {cfg.address} "
+                        f"({type(exc).__name__}: {_first_line(exc)}){hint}"
+                    ) from None
+                where = f"the scheduler at {cfg.address}"
+                n = len(client.nthreads())
+                logger.info("cluster: connected to %s (%d workers)", cfg.address, n)
+            if cfg.no_workers_timeout is not None:
+                watchdog = _NoWorkersWatchdog(client, cfg.no_workers_timeout, where)
+                watchdog.start()
             try:
-                # distributed waits for the scheduler's handshake without a deadline: a port that
-                # accepts connections but never answers would hang Client() forever.
-                _probe_scheduler(cfg.address, security, cfg.connect_timeout)
-                client = Client(cfg.address, security=security, timeout=cfg.connect_timeout)
-            except (OSError, TimeoutError) as exc:
-                raise UserError(
-                    f"cluster.address: cannot connect to the scheduler at {cfg.address} "
-                    f"within {cfg.connect_timeout:g} s ({type(exc).__name__}: {_first_line(exc)})"
-                ) from None
-            except (TypeError, ValueError) as exc:  # e.g. tls:// without certificates
-                hint = "" if cfg.tls.enabled else "; set cluster.tls.ca_file, cert_file and key_file"
-                raise UserError(
-                    f"cluster.address: cannot connect to the scheduler at {cfg.address} "
-                    f"({type(exc).__name__}: {_first_line(exc)}){hint}"
-                ) from None
-            where = f"the scheduler at {cfg.address}"
-            n = len(client.nthreads())
-            logger.info("cluster: connected to %s (%d workers)", cfg.address, n)
-        if cfg.no_workers_timeout is not None:
-            watchdog = _NoWorkersWatchdog(client, cfg.no_workers_timeout, where)
-            watchdog.start()
-        try:
-            yield client
-        except (UserError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            message = _cluster_failure(exc, client, where, watchdog)
-            if message is None:
+                yield client
+            except UserError:
                 raise
-            raise ClusterError(message) from exc
+            except Exception as exc:
+                message = _cluster_failure(exc, client, where, watchdog)
+                if message is None:
+                    raise
+                raise ClusterError(message) from exc
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
+        # After an interrupt the workers are gone already: short timeouts keep the stop prompt.
         if watchdog is not None:
             watchdog.stop()
         with contextlib.suppress(Exception):
             if client is not None:
-                client.close(timeout=10)
+                client.close(timeout=2 if interrupted else 10)
         with contextlib.suppress(Exception):
             if cluster is not None:
-                cluster.close(timeout=20)
+                cluster.close(timeout=2 if interrupted else 20)
+
+
+def _kill_local_workers(cluster) -> None:
+    """Kill a LocalCluster's worker processes at once (the job was interrupted).
+
+    Running tasks cannot be cancelled, and a worker busy in a kernel would delay the cluster's
+    shutdown; killed, it also stops writing into the output's staging directory before the
+    job removes it. The nannies are told to close instead of restarting their workers.
+    """
+    import os
+    import signal
+
+    from distributed import Nanny
+    from distributed.core import Status
+
+    for nanny in list(cluster.workers.values()):
+        if not isinstance(nanny, Nanny):
+            continue
+        nanny.status = Status.closing_gracefully  # on its worker's exit: close, do not restart
+        if nanny.pid:
+            with contextlib.suppress(OSError):
+                os.kill(nanny.pid, signal.SIGKILL)
 
 
 def _probe_scheduler(address: str, security, timeout: float) -> None:
@@ -231,7 +267,7 @@ class _NoWorkersWatchdog:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        self._thread.join(2)
 
     def _workers(self) -> int:
         try:
@@ -304,9 +340,3 @@ def persist_policy(policy: Union[str, bool]) -> Iterator[None]:
     with dask.config.set({"dshift.persist": policy}):
         yield
 
-
-def quiet_distributed_logs(level: int = logging.ERROR) -> None:
-    """Raise the level of distributed's loggers (they log shutdown chatter at INFO/WARNING)."""
-    for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny",
-                 "distributed.core", "distributed.comm", "distributed.client", "distributed.http"):
-        logging.getLogger(name).setLevel(level)

@@ -7,6 +7,10 @@ rejected, never executed.
 
 All problems surface as :class:`~dshift.errors.ConfigError` with a one-line message such as
 ``model.bandwidth: must be > 0 (got -1)`` or ``unknown key 'modle' (did you mean 'model'?)``.
+Configs are bounded: a file over :data:`MAX_CONFIG_BYTES` is refused unread, a document whose
+YAML aliases expand to more than :data:`MAX_CONFIG_VALUES` values is refused before anything
+walks the expansion (an "alias bomb" of a few lines can stand for billions of values), and
+messages quote at most :data:`MAX_ECHO` characters of an offending value.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import difflib
 import json
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -44,7 +49,14 @@ __all__ = [
     "is_url",
     "absolute_path",
     "format_validation_error",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_VALUES",
+    "MAX_ECHO",
 ]
+
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a job config is a few hundred bytes
+MAX_CONFIG_VALUES = 100_000  # values in the document with its aliases expanded
+MAX_ECHO = 80  # characters of an offending value quoted in a message
 
 _ADDRESS_RE = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://\S+$")
 # PyYAML (YAML 1.1) reads "1e-3" as a string: recognise it to give a helpful hint.
@@ -80,9 +92,9 @@ class InputConfig(_Strict):
             return value
         if not value:
             raise ValueError("must list at least one column (or be null for every numeric column)")
-        dupes = sorted({c for c in value if value.count(c) > 1})
+        dupes = sorted(c for c, n in Counter(value).items() if n > 1)  # linear: configs may be wide
         if dupes:
-            raise ValueError(f"lists {', '.join(map(repr, dupes))} more than once")
+            raise ValueError(f"lists {_excerpt(', '.join(map(repr, dupes)))} more than once")
         return value
 
 
@@ -242,7 +254,7 @@ class Config(_Strict):
     def _cross_checks(self) -> "Config":
         if self.input.columns and self.output.label_column in self.input.columns:
             raise ValueError(
-                f"output.label_column {self.output.label_column!r} is also a feature column in input.columns"
+                f"output.label_column {_show(self.output.label_column)} is also a feature column in input.columns"
             )
         return self
 
@@ -295,12 +307,14 @@ def parse_config(data: Any, *, source: str = "config") -> Config:
     Raises
     ------
     ConfigError
-        With a one-line message naming the first offending key(s).
+        With a one-line message naming the first offending key(s); also when the document holds
+        more than :data:`MAX_CONFIG_VALUES` values (shared parts counted each time they occur).
     """
     if data is None:
         raise ConfigError(f"{source}: the file is empty; it needs at least input.path and output.path")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections (input, model, ...) at the top level, got {_kind(data)}")
+    _check_expanded_size(data, source)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
@@ -330,28 +344,121 @@ def load_config(path: Union[str, os.PathLike]) -> Config:
     Raises
     ------
     ConfigError
-        If the file is missing, is not valid YAML (the message names the file and line), uses
-        Python object tags, or does not match the schema.
+        If the file is missing or larger than :data:`MAX_CONFIG_BYTES`, is not valid YAML (the
+        message names the file and line), uses Python object tags, expands to more than
+        :data:`MAX_CONFIG_VALUES` values through its aliases, or does not match the schema.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)  # not stat(): a FIFO or /dev/zero has no size
     except FileNotFoundError:
         raise ConfigError(f"config file '{path}' does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"config file '{path}' is a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"cannot read config file '{path}': {exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: the file is larger than {MAX_CONFIG_BYTES >> 20} MiB; a job config is a few "
+                          "hundred bytes (is this the right file?)")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config file '{path}': not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
+    except _TooLarge as exc:
+        raise ConfigError(f"{path}{_where(exc)}: {exc.problem}") from None
     except yaml.constructor.ConstructorError as exc:
         raise ConfigError(f"{path}{_where(exc)}: {_constructor_problem(exc)}") from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         detail = f"{context}, {problem}" if context else problem
-        raise ConfigError(f"{path}{_where(exc)}: invalid YAML: {detail}") from None
+        raise ConfigError(f"{path}{_where(exc)}: invalid YAML: {_excerpt(detail)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     return parse_config(data, source=str(path))
+
+
+class _TooLarge(yaml.YAMLError):
+    """A mapping whose merge keys (``<<: *anchor``) expand beyond MAX_CONFIG_VALUES entries."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__()
+        self.problem_mark = node.start_mark
+        self.problem = (f"too large: merge keys ('<<') expand this mapping beyond {MAX_CONFIG_VALUES:,} entries "
+                        f"(at most {MAX_CONFIG_VALUES:,} values are accepted)")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, with merge keys bounded while they are expanded.
+
+    Plain aliases share one constructed object per anchor (cheap to load; their expansion is
+    measured afterwards by :func:`_check_expanded_size`), but merge keys copy entries into each
+    mapping as it is built, so nested merges could grow exponentially during loading.
+    """
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        super().flatten_mapping(node)
+        if len(node.value) > MAX_CONFIG_VALUES:
+            raise _TooLarge(node)
+
+
+def _expanded_sizes(data: Any) -> Optional[dict[int, int]]:
+    """Scalars (and keys) in every list/mapping of ``data``, shared (aliased) parts counted each time.
+
+    Linear in the number of distinct containers, however large the expansion. Returns
+    ``{id(container): size}``, or None if a container contains itself (a recursive alias).
+    """
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()  # containers on the current path
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        obj, finished = stack.pop()
+        children = list(obj.values()) if isinstance(obj, dict) else obj
+        key = id(obj)
+        if finished:
+            # scalars count 1, and so do the keys of a mapping
+            own = len(obj) if isinstance(obj, dict) else 0
+            sizes[key] = own + sum(sizes[id(c)] if isinstance(c, (list, dict)) else 1 for c in children)
+            open_ids.discard(key)
+        elif key in open_ids:
+            return None
+        elif key not in sizes:
+            open_ids.add(key)
+            stack.append((obj, True))
+            stack.extend((c, False) for c in children if isinstance(c, (list, dict)))
+    return sizes
+
+
+def _check_expanded_size(data: dict, source: str) -> None:
+    """Refuse a document with more than MAX_CONFIG_VALUES values once its aliases are expanded,
+    naming the deepest key whose value alone is too large."""
+    sizes = _expanded_sizes(data)
+    if sizes is not None and sizes[id(data)] <= MAX_CONFIG_VALUES:
+        return
+    loc: list[Any] = []
+    node: Any = data
+    seen: set[int] = set()
+    while isinstance(node, dict) and id(node) not in seen:
+        seen.add(id(node))
+        # follow a value that is alone too large (or recursive) down to the key that holds it
+        if sizes is None:
+            big = [k for k, v in node.items() if isinstance(v, (list, dict)) and _expanded_sizes(v) is None]
+        else:  # the largest (the last of equals: anchors tend to come before their use)
+            big = sorted((sizes[id(v)], i, k) for i, (k, v) in enumerate(node.items())
+                         if isinstance(v, (list, dict)) and sizes[id(v)] > MAX_CONFIG_VALUES)
+            big = [k for *_, k in big[-1:]]
+        if not big:
+            break
+        loc.append(big[0])
+        node = node[big[0]]
+    where = _excerpt(_dotted(tuple(loc))) if loc else source
+    if sizes is None:
+        raise ConfigError(f"{where}: a YAML alias refers to the value that contains it (an endless value)")
+    raise ConfigError(f"{where}: too large: {sizes[id(node)]:,} values once YAML aliases are expanded "
+                      f"(at most {MAX_CONFIG_VALUES:,} are accepted)")
 
 
 def _where(exc: yaml.YAMLError) -> str:
@@ -365,9 +472,9 @@ def _constructor_problem(exc: yaml.constructor.ConstructorError) -> str:
     problem = exc.problem or str(exc)
     tag = re.search(r"tag '([^']+)'", problem)
     if tag:
-        shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        shown = _excerpt(tag.group(1).replace("tag:yaml.org,2002:", "!!"))
         return f"YAML tag '{shown}' is not allowed (only plain YAML values are accepted)"
-    return problem
+    return _excerpt(problem)
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,15 +482,37 @@ def _constructor_problem(exc: yaml.constructor.ConstructorError) -> str:
 
 
 def _show(value: Any) -> str:
-    """Show a config value the way the user wrote it in YAML."""
+    """Show a config value the way the user wrote it in YAML, at most MAX_ECHO characters."""
+    return _excerpt(_render(value, MAX_ECHO + 1))
+
+
+def _render(value: Any, budget: int) -> str:
+    """``value`` as YAML-ish text, stopping once ``budget`` characters are produced: a value may
+    stand for billions of items (aliases), so it is never serialised whole."""
     if isinstance(value, str):
-        return repr(value)
+        return repr(value[:budget])
     if isinstance(value, float) and value.is_integer():
         return str(int(value)) if abs(value) < 1e16 else repr(value)
+    if isinstance(value, (list, dict)):
+        items = value.items() if isinstance(value, dict) else value
+        text = "{" if isinstance(value, dict) else "["
+        for item in items:
+            if len(text) > budget:
+                break
+            if isinstance(value, dict):
+                key, item = item
+                text += json.dumps(str(key)[:budget]) + ": "
+            text += (json.dumps(item[:budget]) if isinstance(item, str) else _render(item, budget - len(text))) + ", "
+        return text.removesuffix(", ") + ("}" if isinstance(value, dict) else "]")
     try:
         return json.dumps(value, default=str)
     except (TypeError, ValueError):
         return repr(value)
+
+
+def _excerpt(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to ``limit`` characters, with "..." when cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _kind(value: Any) -> str:
@@ -429,7 +558,7 @@ def _section_model(loc: tuple) -> Optional[type[BaseModel]]:
 
 def _unknown_key_message(loc: tuple) -> str:
     key = str(loc[-1])
-    shown = _dotted(loc)
+    shown = _excerpt(_dotted(loc))
     model = _section_model(loc[:-1])
     if model is None:
         return f"unknown key '{shown}'"

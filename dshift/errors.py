@@ -4,12 +4,13 @@ Only one class matters to callers: :class:`UserError`. Anything the user can fix
 config, a missing column, NaN in the data, an output that already exists, an unreachable
 scheduler) is raised as a ``UserError`` with a one-line message naming the offending key,
 column, file or address. The ``dshift`` command turns it into exit status 2; every other
-exception is a bug or an environment failure (exit status 1).
+exception is a bug or an environment failure (exit status 1). :class:`Interrupted` is the
+command's SIGINT/SIGTERM (exit status 130/143).
 """
 
 from __future__ import annotations
 
-__all__ = ["UserError", "ConfigError", "ClusterError"]
+__all__ = ["UserError", "ConfigError", "ClusterError", "Interrupted"]
 
 
 class UserError(Exception):
@@ -62,3 +63,28 @@ class ClusterError(Exception):
     def one_line(self) -> str:
         """The line the CLI prints."""
         return f"{self.prefix}: {self}"
+
+
+class Interrupted(KeyboardInterrupt):
+    """The job received SIGINT or SIGTERM (raised by the ``dshift`` command's signal handler).
+
+    A ``KeyboardInterrupt``, so code that already unwinds cleanly on Ctrl-C (distributed's
+    ``sync``, context managers) treats SIGTERM the same way.
+
+    Parameters
+    ----------
+    signum : int
+        The signal received.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = int(signum)
+        self.signame = signal.Signals(self.signum).name
+        super().__init__(self.signame)
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for death by a signal: 128 + the signal number (130, 143)."""
+        return 128 + self.signum

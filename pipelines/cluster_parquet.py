@@ -19,6 +19,7 @@ from dshift import MeanShift, estimate_bandwidth
 from dshift.cluster import connect, persist_policy
 from dshift.config import Config, ModelConfig, load_config
 from dshift.errors import UserError
+from dshift.io.dataset import read_errors_as_user_errors
 from dshift.io.inputs import open_input, scan_input
 from dshift.io.labels import label_frame, write_labels
 from dshift.io.outputs import OutputStage, check_paths_disjoint, write_bytes, write_json
@@ -73,7 +74,8 @@ def run(config: Config) -> dict[str, Any]:
         with clock.phase("bandwidth"):
             bandwidth, estimated = choose_bandwidth(data.X, cfg.model)
 
-        model = fit_model(data.X, bandwidth, cfg.model)
+        with read_errors_as_user_errors(cfg.input.path):  # every pass reads the input again
+            model = fit_model(data.X, bandwidth, cfg.model)
         clock.timings.update(model.timings_)
         centers = model.cluster_centers_
 

@@ -31,6 +31,20 @@ CENTERS = np.array([[0.0, 0.0, 0.0], [6.0, 6.0, 0.0], [0.0, 6.0, 6.0]])
 BANDWIDTH = 2.0
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory) -> Iterator[Path]:
+    """Logs that do not live next to an output go to $XDG_STATE_HOME: a temporary one here
+    (inherited by every ``dshift`` subprocess), not the user's home."""
+    path = tmp_path_factory.mktemp("state")
+    old = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = old
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: starts real Dask clusters or runs the CLI end to end (part of the default run; "

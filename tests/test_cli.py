@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -32,10 +33,14 @@ def job(tmp_path, blobs, write_config):
     return make
 
 
-def assert_nothing_written(out: Path) -> None:
+def assert_nothing_written(out: Path, proc: Optional[subprocess.CompletedProcess] = None) -> None:
+    """Nothing at ``out`` nor next to it, except a log that the last line of ``proc`` names (a
+    job that ran on the cluster keeps its log when libraries wrote to it)."""
     assert not out.exists()
     if out.parent.exists():
-        assert list(out.parent.iterdir()) == [], list(out.parent.iterdir())
+        left = list(out.parent.iterdir())
+        last = proc.stderr.strip().splitlines()[-1] if proc is not None else ""
+        assert [p for p in left if f"; log: {p}" not in last] == [], (left, last)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,8 +225,9 @@ def test_nan_in_features_counts_rows(tmp_path, job):
     data = tmp_path / "nan"
     write_parquet_files(frame, data, n_files=2)
     cfg, out = job(input_path=data, cluster={"n_workers": 1})
-    assert_user_error(run_cli("run", str(cfg), "--quiet"), "4 of 600 rows", "NaN or infinity", "nan_policy")
-    assert_nothing_written(out)
+    proc = run_cli("run", str(cfg), "--quiet")
+    assert_user_error(proc, "4 of 600 rows", "NaN or infinity", "nan_policy")
+    assert_nothing_written(out, proc)
 
 
 @pytest.mark.slow
@@ -229,8 +235,9 @@ def test_zero_row_data_set(tmp_path, job):
     data = tmp_path / "zero"
     write_parquet_files(make_frame(n=10).iloc[:0], data, n_files=2)
     cfg, out = job(input_path=data, cluster={"n_workers": 1})
-    assert_user_error(run_cli("run", str(cfg), "--quiet"), "empty", "0 rows")
-    assert_nothing_written(out)
+    proc = run_cli("run", str(cfg), "--quiet")
+    assert_user_error(proc, "empty", "0 rows")
+    assert_nothing_written(out, proc)
 
 
 @pytest.mark.slow
@@ -242,5 +249,24 @@ def test_unreachable_scheduler_fails_within_timeout(job):
     elapsed = time.monotonic() - t0
     assert_user_error(proc, "cluster.address", address)
     assert elapsed < 5 + 25, elapsed  # the timeout plus interpreter start-up
-    assert_nothing_written(out)
+    assert_nothing_written(out, proc)
     assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1, proc.stderr
+
+
+def test_unexpected_error_is_one_line_and_the_traceback_is_in_the_log(capsys):
+    """Exit 1 for a bug: one line on the terminal naming the log, the traceback in the log."""
+    from dshift.cli import _Outcome
+    from dshift.logs import JobLog
+
+    outcome = _Outcome("run", JobLog(), set())
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        failure = exc
+    code, line = outcome.classify(failure, None)
+    assert (code, line) == (1, "dshift: unexpected error: KeyError: 'missing'")
+    assert outcome.finish(code, line, restore_stderr=True) == 1
+    terminal = capsys.readouterr().err.strip()
+    assert terminal.startswith(line + "; log: ") and "Traceback" not in terminal
+    log = Path(terminal.split("; log: ")[1]).read_text()
+    assert "Traceback (most recent call last)" in log and "KeyError: 'missing'" in log

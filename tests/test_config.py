@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,89 @@ def test_shipped_configs_are_valid(monkeypatch):
     # Keys documented in the README section exist in the schema.
     text = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     assert set(text) <= set(Config.model_fields)
+
+
+# --------------------------------------------------------------------------------------------
+# bounded configs (issue 13): alias bombs, huge files, long echoes
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """11 lines whose anchors make input.columns stand for width**levels strings."""
+    lines = [f"l0: &l0 [{', '.join(['x'] * width)}]"]
+    lines += [f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * width)}]" for k in range(1, levels)]
+    return "\n".join(lines + [f"input: {{path: data, columns: *l{levels - 1}}}", "output: {path: out}", ""])
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_alias_bomb_is_refused_fast(tmp_path, command):
+    from conftest import assert_user_error, run_cli
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb())
+    assert len(bomb.read_text().splitlines()) == 11
+    t0 = time.monotonic()
+    proc = run_cli(command, str(bomb), timeout=60)
+    elapsed = time.monotonic() - t0
+    assert_user_error(proc, "config error: input.columns: too large", "387,420,489", "100,000")
+    assert len(proc.stderr) < 300 and proc.stdout == "", proc.stderr
+    assert elapsed < 15, elapsed  # well under a second, plus interpreter start-up on a busy machine
+    assert not (tmp_path / "out").exists()
+
+
+def test_alias_bomb_costs_little_memory(tmp_path):
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb())
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=r"^input\.columns: too large"):
+            load_config(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 2**20, peak
+
+
+def test_merge_key_bomb_and_recursive_alias_are_refused(tmp_path):
+    merges = ["m0: &m0 {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, k8: 8}"]
+    merges += [f"m{k}: &m{k} {{<<: [{', '.join([f'*m{k - 1}'] * 9)}], own{k}: 1}}" for k in range(1, 9)]
+    bomb = tmp_path / "merge.yaml"
+    bomb.write_text("\n".join(merges + ["input: {path: data, storage_options: *m8}", "output: {path: out}", ""]))
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError):  # unknown keys m0..m8 at the latest; never a huge mapping
+        load_config(bomb)
+    assert time.monotonic() - t0 < 5
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text("input: &in {path: data, storage_options: {again: *in}}\noutput: {path: out}\n")
+    with pytest.raises(ConfigError, match=r"^input\.storage_options\.again: a YAML alias refers to the value"):
+        load_config(recursive)
+
+
+def test_wide_config_without_aliases_is_fine_up_to_the_bound():
+    cfg = parse_config(with_("input", path="d", columns=[f"c{i}" for i in range(20_000)]))
+    assert len(cfg.input.columns) == 20_000
+    assert "too large: 100,001 values" in err(with_("input", path="d", columns=[f"c{i}" for i in range(100_001)]))
+
+
+def test_config_larger_than_1_mib_is_refused_unread(tmp_path):
+    from conftest import assert_user_error, run_cli
+
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump(MINIMAL) + "#" * (1 << 20) + "\n")
+    assert_user_error(run_cli("validate", str(big)), "big.yaml", "larger than 1 MiB")
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_config("/dev/zero")  # endless, and stat() says 0 bytes
+
+
+@pytest.mark.parametrize("section, values, needle", [
+    ("model", {"bandwidth": "x" * 100_000}, "model.bandwidth: must be a number, not a string (got 'xxx"),
+    ("cluster", {"address": ["tcp://h:1"] * 50_000}, "cluster.address: must be a string"),
+    ("input", {"columns": [f"c{i % 5000}" for i in range(10_000)]}, "input.columns: lists 'c0', 'c1'"),
+    ("cluster", {"memory_limit": "y" * 100_000}, "cluster.memory_limit: is not a memory size"),
+    ("model", {"k" * 100_000: 1}, "unknown key 'model.kkk"),
+])
+def test_messages_echo_short_excerpts(section, values, needle):
+    message = err(with_(section, **values))
+    assert message.startswith(needle), message
+    assert len(message) < 250 and "..." in message, message

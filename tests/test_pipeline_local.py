@@ -104,8 +104,11 @@ def test_plot_written(first_run):
 
 def test_output_is_clean_and_input_untouched(first_run):
     _, data, work, out, proc, before = first_run
-    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "clusters.png", "labels", "model.json", "report.json"]
-    assert [p.name for p in out.parent.iterdir()] == ["clusters"]  # no .tmp- siblings left
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "clusters.png", "dshift.log", "labels", "model.json",
+                                                     "report.json"]
+    assert [p.name for p in out.parent.iterdir()] == ["clusters"]  # no .tmp- siblings or logs left
+    log = (out / "dshift.log").read_text()
+    assert "] cluster: starting a local cluster" in log and "] done: " in log
     assert tree_digest(data) == before
 
 
@@ -138,6 +141,7 @@ def test_predict_round_trip(first_run, tmp_path):
                    "--quiet", "--n-workers", "1")
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(read_labels(pred / "labels")["cluster"], read_labels(out / "labels")["cluster"])
+    assert "] done: " in (pred / "dshift.log").read_text()
     assert json.loads((pred / "report.json").read_text())["n_rows"] == len(frame)
 
 
@@ -214,5 +218,6 @@ def test_killed_job_leaves_no_output_and_rerun_succeeds(blobs, tmp_path):
     assert not out.exists()
     again = run_cli("run", str(tmp_path / "job.yaml"), "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in out.parent.iterdir()) == ["killed"]  # stale .tmp- sibling removed
+    # stale .tmp- sibling removed; the killed job's log stays (the record of what happened)
+    assert [p.name for p in out.parent.iterdir() if not p.name.endswith(".log")] == ["killed"]
     assert (out / "_SUCCESS").exists()

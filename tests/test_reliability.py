@@ -1,4 +1,5 @@
-"""Issue 5, reliability and safety: bad input, lost workers, killed jobs, listening sockets.
+"""Issues 5 and 13, reliability and safety: bad input, lost workers, killed and interrupted
+jobs, a quiet terminal, listening sockets.
 
 Every process is real: ``dshift run`` runs as a subprocess in its own session (so the test can
 SIGKILL its whole process group, LocalCluster workers included), remote clusters are
@@ -32,7 +33,7 @@ from conftest import (
     write_parquet_files,
 )
 
-WHOLE = ["_SUCCESS", "clusters.png", "labels", "model.json", "report.json"]
+WHOLE = ["_SUCCESS", "clusters.png", "dshift.log", "labels", "model.json", "report.json"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -42,10 +43,10 @@ WHOLE = ["_SUCCESS", "clusters.png", "labels", "model.json", "report.json"]
 class Job:
     """``dshift run CONFIG`` in its own session; stderr lines are collected by a thread."""
 
-    def __init__(self, config: Path, *, env: Optional[dict] = None) -> None:
+    def __init__(self, config: Path, *args: str, env: Optional[dict] = None) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dshift.cli", "run", str(config)], cwd=config.parent,
+            [sys.executable, "-m", "dshift.cli", "run", str(config), *args], cwd=config.parent,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
             env={**os.environ, **(env or {})})
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -89,6 +90,24 @@ class Job:
         if self.proc.poll() is None:
             self.kill()
 
+    def leftovers(self, timeout: float = 15) -> list[str]:
+        """Processes still in the job's session (driver, workers, ...) once they had ``timeout``
+        seconds to go: every process the job started, however it was reparented."""
+        import psutil
+
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = []
+            for proc in psutil.process_iter(["name", "status"]):
+                try:
+                    if os.getsid(proc.pid) == self.proc.pid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                        alive.append(f"{proc.pid} {proc.info['name']}")
+                except (OSError, psutil.Error):
+                    pass
+            if not alive or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.2)
+
 
 def write_yaml(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -110,7 +129,15 @@ def assert_whole(out: Path, uids: pd.Series, *, plot: bool = True) -> pd.DataFra
 
 
 def siblings(out: Path) -> list[str]:
-    return sorted(p.name for p in out.parent.iterdir()) if out.parent.exists() else []
+    """Names next to ``out``, without the logs of failed or killed jobs (see :func:`logs_next_to`)."""
+    if not out.parent.exists():
+        return []
+    return sorted(p.name for p in out.parent.iterdir() if p not in logs_next_to(out))
+
+
+def logs_next_to(out: Path) -> list[Path]:
+    """Logs left next to ``out`` by jobs that did not succeed (``.<name>.dshift-*.log``)."""
+    return sorted(out.parent.glob(f".{out.name}.dshift-*.log")) if out.parent.exists() else []
 
 
 def _dataset(tmp_path_factory, name: str, n: int, seed: int, n_files: int) -> tuple[pd.DataFrame, Path]:
@@ -466,3 +493,107 @@ def test_local_cluster_listens_on_loopback_only(medium, tmp_path, dashboard):
     else:
         assert http == [], sockets
         assert "dashboard" not in job.stderr and "8787" not in job.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 5. interrupts (issue 13): SIGINT / SIGTERM stop the job within 5 s in any phase, cleanly
+
+
+def _interrupt(job: Job, signum: int, *, group: bool) -> float:
+    """Send ``signum`` as a terminal's Ctrl-C does (the whole foreground group) or as ``kill PID``;
+    a second one follows while the job stops. Returns the seconds until the job exited."""
+    assert job.proc.poll() is None, f"the job ended before the signal; make its pass longer:\n{job.stderr}"
+    t0 = time.monotonic()
+    for _ in range(2):
+        try:
+            if group:
+                os.killpg(job.proc.pid, signum)
+            else:
+                job.proc.send_signal(signum)
+        except ProcessLookupError:  # already gone
+            pass
+        time.sleep(0.3)
+    job.wait(timeout=60)
+    return time.monotonic() - t0
+
+
+def assert_interrupted(job: Job, signum: int, elapsed: float, out: Path) -> None:
+    name = signal.Signals(signum).name
+    assert job.proc.returncode == 128 + signum, (job.proc.returncode, job.stderr)
+    assert elapsed < 15, elapsed  # 5 s promised; a margin for a loaded 2-core machine
+    assert "Traceback" not in job.stderr, job.stderr
+    *progress, last = job.lines
+    assert all(ln.startswith("[dshift ") for ln in progress), job.stderr  # dshift's own lines only
+    assert last.startswith(f"dshift: interrupted ({name}); nothing was written to {out}; log: "), last
+    log = Path(last.split("; log: ")[1])
+    assert logs_next_to(out) == [log]
+    assert last in log.read_text()
+    assert not out.exists() and siblings(out) == []  # no staging directory either
+    assert job.leftovers() == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("moment", ["start", "long pass", "next pass", "labelling"])
+def test_interrupt_stops_the_job_cleanly(moment, request, tmp_path):
+    """start: Ctrl-C (SIGINT to the process group, twice) while the local cluster starts;
+    long pass: Ctrl-C during a long shift pass (300,000 rows, every row a seed: workers busy in
+    kernels for seconds); next pass: SIGTERM to the driver alone between short passes;
+    labelling: Ctrl-C while workers write into the staging directory."""
+    dataset, model = "medium", {"bandwidth": 1.0, "bin_seeding": moment in ("start", "labelling")}
+    if moment == "long pass":
+        dataset, model = "large", {"bandwidth": 0.5, "bin_seeding": False}
+    _, data = request.getfixturevalue(dataset)
+    out = tmp_path / "out" / "result"
+    job = Job(write_yaml(tmp_path / "job.yaml", base_config(data, out, model=model, plot=None)))
+    signum = signal.SIGTERM if moment == "next pass" else signal.SIGINT
+    try:
+        if moment == "start":
+            assert job.wait_for_line("cluster: starting"), job.stderr
+            time.sleep(1.0)  # worker processes starting
+        elif moment == "labelling":
+            assert job.wait_until(_staged(out, "labels"), interval=0.002), job.stderr
+        else:
+            # a shift pass is done, the next one runs
+            assert job.wait_until(lambda: any("shift" in ln.partition("] ")[2] for ln in list(job.lines)),
+                                  interval=0.01), job.stderr
+        elapsed = _interrupt(job, signum, group=signum == signal.SIGINT)
+    finally:
+        job.close()
+    assert_interrupted(job, signum, elapsed, out)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. a quiet terminal (issue 13): library logs go to the log file
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("verbose", [False, True])
+def test_input_file_deleted_during_the_job(tmp_path, verbose):
+    """The workers fail to read a file: the terminal shows dshift's lines and one last line
+    naming the file (with --verbose, distributed's logs too); the log holds the worker's
+    'Compute Failed' report."""
+    data = tmp_path / "data"
+    victim = write_parquet_files(make_frame(n=4000, seed=3), data, n_files=4)[2]
+    out = tmp_path / "out" / "result"
+    cfg = write_yaml(tmp_path / "job.yaml", base_config(data, out, cluster={"persist": False}, plot=None))
+    job = Job(cfg, *(["--verbose"] if verbose else []))
+    try:
+        assert job.wait_for_line("read:"), job.stderr
+        victim.unlink()  # every later pass reads the files again (persist: false)
+        code = job.wait(timeout=120)
+    finally:
+        job.close()
+    assert code == 2, job.stderr
+    last = job.lines[-1]
+    assert last.startswith("error: cannot read input") and str(victim) in last and "; log: " in last, last
+    log = Path(last.split("; log: ")[1]).read_text()
+    assert "Compute Failed" in log and "FileNotFoundError" in log
+    if verbose:
+        assert "Compute Failed" in job.stderr
+    else:
+        assert all(ln.startswith("[dshift ") for ln in job.lines[:-1]), job.stderr
+        assert "Traceback" not in job.stderr and "distributed" not in job.stderr
+    assert not out.exists() and siblings(out) == []
+    assert job.leftovers() == []

@@ -45,6 +45,7 @@ def test_s3_read_and_write(s3_server, s3_bucket, tmp_path):
     written = [p for p in listing if p.startswith("results/")]
     assert "results/run/_SUCCESS" in written and "results/run/model.json" in written
     assert "results/run/clusters.png" in written and "results/run/report.json" in written
+    assert "results/run/dshift.log" in written  # the log, copied from the local state directory
     assert not any(".tmp-" in p or "_DSHIFT_COMMITTING" in p for p in listing)  # staging cleaned up
     assert [p for p in listing if p.startswith("in/")] == inputs_before  # input untouched
 
