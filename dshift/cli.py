@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="feature columns in model order (default: the model's feature_columns)")
     pred.add_argument("--storage-options", metavar="JSON", default=None,
                       help='fsspec options as JSON for model, input and output, e.g. \'{"anon": true}\'')
+    pred.add_argument("--filters", metavar="JSON", default=None,
+                      help="row filters as JSON, as input.filters: [[column, op, value], ...] (all hold) or "
+                           "[[[column, op, value], ...], ...] (any list holds); ops ==, !=, <, <=, >, >=, in, "
+                           "not in; files whose Hive partition keys rule them out are not read, "
+                           'e.g. \'[["year", ">=", 2024], ["city", "in", ["nyc", "sf"]]]\'')
+    pred.add_argument("--partition-by", nargs="+", metavar="COL",
+                      help="write labels/ Hive-partitioned by these columns (labels/COL=value/...), "
+                           "as output.partition_by")
     pred.add_argument("--overwrite", action="store_true", help="replace an existing output")
     pred.add_argument("--nan-policy", choices=("error", "drop"), default="error",
                       help="rows with NaN/inf in a feature: fail (default) or label -1")
@@ -136,20 +144,19 @@ def _prepare_validate(args: argparse.Namespace) -> _Job:
 
 
 def _validate(cfg: "Config", config: str) -> None:  # noqa: F821
-    from dshift.io.dataset import check_parquet_files, list_input_files, read_parquet
-    from dshift.io.features import select_feature_columns
     from dshift.io.outputs import OutputStage
+    from dshift.pipelines.cluster_parquet import open_job_input
     from dshift.pipelines.make_demo_data import exists
 
     notes = []
     if cfg.demo is not None and not exists(cfg.input.path, cfg.input.storage_options):
         notes.append(f"input {cfg.input.path} will be created (demo: {cfg.demo.rows:,} rows)")
     else:
-        files = list_input_files(cfg.input.path, cfg.input.storage_options)
-        n_rows = check_parquet_files(files)
-        schema = read_parquet(files, cfg.input.storage_options)
-        features = select_feature_columns(schema, cfg.input.columns, label_column=cfg.output.label_column)
-        notes.append(f"input: {len(files.files)} files, {n_rows:,} rows, features {', '.join(features)}")
+        source = open_job_input(cfg)
+        pruned = f" ({source.files.n_pruned:,} pruned by input.filters)" if source.files.n_pruned else ""
+        filtered = " before input.filters" if source.filters else ""
+        notes.append(f"input: {len(source.files.files)} files{pruned}, {source.n_rows_input:,} rows{filtered}, "
+                     f"features {', '.join(source.feature_columns)}")
     try:
         OutputStage(cfg.output.path, cfg.output.storage_options, overwrite=cfg.output.overwrite).check()
     except UserError as exc:  # a condition of the next run, not of the config itself
@@ -163,19 +170,14 @@ def _prepare_predict(args: argparse.Namespace) -> _Job:
     from pydantic import ValidationError
 
     from dshift.config import ClusterConfig, absolute_path, format_validation_error
+    from dshift.io.filters import check_filters
     from dshift.io.outputs import check_paths_disjoint
 
-    options = {}
-    if args.storage_options:
-        try:
-            options = json.loads(args.storage_options)
-        except ValueError as exc:
-            raise UserError(f"--storage-options: not valid JSON: {exc}") from None
-        if not isinstance(options, dict):
-            raise UserError("--storage-options: must be a JSON object")
-    columns = None
-    if args.columns:
-        columns = [c for item in args.columns for c in item.split(",") if c]
+    options = _json_option(args.storage_options, "--storage-options") or {}
+    if not isinstance(options, dict):
+        raise UserError("--storage-options: must be a JSON object")
+    filters = check_filters(_json_option(args.filters, "--filters"), "--filters")
+    columns, partition_by = _column_list(args.columns), _column_list(args.partition_by)
     try:
         cluster = ClusterConfig(address=args.address, n_workers=args.n_workers)
     except ValidationError as exc:
@@ -188,9 +190,24 @@ def _prepare_predict(args: argparse.Namespace) -> _Job:
 
         run_job(model_path=absolute_path(args.model), input_path=input_path, output_path=output_path,
                 columns=columns, storage_options=options, overwrite=args.overwrite,
-                nan_policy=args.nan_policy, cluster=cluster)
+                nan_policy=args.nan_policy, cluster=cluster, filters=filters, partition_by=partition_by)
 
     return _Job(run, output_path, options)
+
+
+def _json_option(text: Optional[str], option: str) -> object:
+    """The value of a JSON option (None when not given)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{option}: not valid JSON: {exc}") from None
+
+
+def _column_list(items: Optional[Sequence[str]]) -> Optional[list[str]]:
+    """Column names given as ``a b c`` or ``a,b,c``."""
+    return [c for item in items for c in item.split(",") if c] if items else None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

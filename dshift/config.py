@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from dshift.errors import ConfigError
+from dshift.errors import ConfigError, UserError
 
 __all__ = [
     "Config",
@@ -75,6 +75,17 @@ def _check_nonempty(value: str, what: str = "must not be empty") -> str:
     return value
 
 
+def _check_column_list(value: Optional[list[str]], when_null: str) -> Optional[list[str]]:
+    if value is None:
+        return value
+    if not value:
+        raise ValueError(f"must list at least one column (or be null {when_null})")
+    dupes = sorted(c for c, n in Counter(value).items() if n > 1)  # linear: configs may be wide
+    if dupes:
+        raise ValueError(f"lists {_excerpt(', '.join(map(repr, dupes)))} more than once")
+    return value
+
+
 class InputConfig(_Strict):
     """``input:`` — where the data is and which columns are the features."""
 
@@ -82,20 +93,27 @@ class InputConfig(_Strict):
     columns: Optional[list[str]] = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
     nan_policy: Literal["error", "drop"] = "error"
+    # [[column, op, value], ...] (AND) or a list of such lists (OR), as Dask/pyarrow take them.
+    filters: Optional[list[Any]] = None
 
     _path_nonempty = field_validator("path")(_check_nonempty)
 
     @field_validator("columns")
     @classmethod
     def _columns_ok(cls, value: Optional[list[str]]) -> Optional[list[str]]:
-        if value is None:
-            return value
-        if not value:
-            raise ValueError("must list at least one column (or be null for every numeric column)")
-        dupes = sorted(c for c, n in Counter(value).items() if n > 1)  # linear: configs may be wide
-        if dupes:
-            raise ValueError(f"lists {_excerpt(', '.join(map(repr, dupes)))} more than once")
-        return value
+        return _check_column_list(value, "for every numeric column")
+
+    @field_validator("filters")
+    @classmethod
+    def _filters_ok(cls, value: Optional[list[Any]]) -> Optional[list[Any]]:
+        from dshift.io.filters import check_filters
+
+        try:
+            return check_filters(value, "input.filters")
+        except UserError as exc:
+            # Not a ValueError, so pydantic lets it through: the message keeps the term's index
+            # (input.filters[1]) that pydantic's location would not have.
+            raise ConfigError(exc.message) from None
 
 
 class ModelConfig(_Strict):
@@ -200,8 +218,14 @@ class OutputConfig(_Strict):
     label_column: str = "cluster"
     overwrite: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    partition_by: Optional[list[str]] = None
 
     _path_nonempty = field_validator("path", "label_column")(_check_nonempty)
+
+    @field_validator("partition_by")
+    @classmethod
+    def _partition_by_ok(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        return _check_column_list(value, "for one file per input partition")
 
 
 class PlotConfig(_Strict):

@@ -20,13 +20,13 @@ from dshift.cluster import connect, persist_policy
 from dshift.config import Config, ModelConfig, load_config
 from dshift.errors import UserError
 from dshift.io.dataset import read_errors_as_user_errors
-from dshift.io.inputs import open_input, scan_input
-from dshift.io.labels import label_frame, write_labels
+from dshift.io.inputs import InputSource, open_input, scan_input
+from dshift.io.labels import check_partition_by, label_frame, write_labels
 from dshift.io.outputs import OutputStage, check_paths_disjoint, write_bytes, write_json
 from dshift.pipelines.make_demo_data import exists, make_demo_data
 from dshift.report import Stopwatch, model_dict, plot_png, report_dict
 
-__all__ = ["run", "choose_bandwidth", "fit_model", "main"]
+__all__ = ["run", "open_job_input", "choose_bandwidth", "fit_model", "main"]
 
 logger = logging.getLogger("dshift.batch")
 
@@ -60,13 +60,13 @@ def run(config: Config) -> dict[str, Any]:
     output = OutputStage(cfg.output.path, so_out, overwrite=cfg.output.overwrite)
     output.check()
     make_demo = cfg.demo is not None and not exists(cfg.input.path, so_in)
-    source = None if make_demo else _open(cfg)
+    source = None if make_demo else open_job_input(cfg)
 
     with connect(cfg.cluster) as _client, persist_policy(cfg.cluster.persist):
         if make_demo:
             with clock.phase("demo_data"):
                 make_demo_data(cfg.input.path, cfg.demo, so_in)
-            source = _open(cfg)
+            source = open_job_input(cfg)
 
         with clock.phase("read"):
             data = scan_input(source, nan_policy=cfg.input.nan_policy)
@@ -89,6 +89,7 @@ def run(config: Config) -> dict[str, Any]:
                     storage_options=so_out, n_rows=data.n_rows,
                     sample_columns=data.feature_columns + [cfg.output.label_column] if cfg.plot else None,
                     sample_rows=cfg.plot.sample if cfg.plot else 0, input_url=cfg.input.path,
+                    partition_by=cfg.output.partition_by,
                 )
 
             with clock.phase("model_report_plot"):
@@ -108,6 +109,7 @@ def run(config: Config) -> dict[str, Any]:
                 bandwidth=model.bandwidth_, bandwidth_estimated=estimated, n_seeds=model.n_seeds_,
                 n_clusters=len(centers), n_iter=model.n_iter_, cluster_sizes=sizes, timings=clock.timings,
                 input_path=cfg.input.path, output_path=cfg.output.path, nan_policy=cfg.input.nan_policy,
+                extra=data.report_fields(),
             )
             write_json(output.url_for("report.json"), report, so_out)
             output.commit()
@@ -117,11 +119,25 @@ def run(config: Config) -> dict[str, Any]:
     return report
 
 
-def _open(cfg: Config):
-    """Driver-side input checks (files, footers, columns) for the job's config."""
+def open_job_input(cfg: Config) -> InputSource:
+    """Driver-side checks of the job's input and the settings that depend on its columns.
+
+    Files (pruned by ``input.filters``), footers, filters, feature columns, plot columns and
+    ``output.partition_by``; metadata only, no cluster needed (``dshift validate`` too).
+
+    Parameters
+    ----------
+    cfg : Config
+        The job's configuration.
+
+    Returns
+    -------
+    InputSource
+    """
     source = open_input(cfg.input.path, storage_options=cfg.input.storage_options, columns=cfg.input.columns,
-                        label_column=cfg.output.label_column)
+                        label_column=cfg.output.label_column, filters=cfg.input.filters)
     _check_plot_columns(cfg, source.feature_columns)
+    check_partition_by(source.data, cfg.output.partition_by, cfg.output.label_column)
     return source
 
 

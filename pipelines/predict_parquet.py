@@ -14,7 +14,7 @@ from dshift.cluster import connect
 from dshift.config import ClusterConfig
 from dshift.errors import UserError
 from dshift.io.inputs import open_input, scan_input
-from dshift.io.labels import label_frame, write_labels
+from dshift.io.labels import check_partition_by, label_frame, write_labels
 from dshift.io.outputs import OutputStage, check_paths_disjoint, read_json, write_json
 from dshift.report import Stopwatch, load_model, report_dict
 
@@ -34,6 +34,8 @@ def run(
     nan_policy: str = "error",
     label_column: Optional[str] = None,
     cluster: Optional[ClusterConfig] = None,
+    filters: Optional[list] = None,
+    partition_by: Optional[Sequence[str]] = None,
 ) -> dict[str, Any]:
     """Label ``input_path`` with the model in ``model_path``; write ``output_path/labels/``.
 
@@ -57,6 +59,10 @@ def run(
         Default: the model's label column (``cluster``).
     cluster : ClusterConfig, optional
         Default: a local cluster with the config defaults.
+    filters : list, optional
+        Row filters, as ``input.filters`` (named ``--filters`` in messages).
+    partition_by : sequence of str, optional
+        Hive-partition ``labels/`` by these columns, as ``output.partition_by``.
 
     Returns
     -------
@@ -84,8 +90,10 @@ def run(
     output = OutputStage(output_path, so, overwrite=overwrite, what="--output", overwrite_hint="pass --overwrite")
     output.check()
     source = open_input(input_path, storage_options=so, columns=features, label_column=label_column,
-                        keys={"path": "--input", "nan_policy": "--nan-policy",
+                        filters=filters,
+                        keys={"path": "--input", "nan_policy": "--nan-policy", "filters": "--filters",
                               "columns": "--columns" if columns else f"feature_columns of {model_path}"})
+    check_partition_by(source.data, partition_by, label_column, what="--partition-by")
     with connect(cluster or ClusterConfig()) as _client:
         with clock.phase("read"):
             data = scan_input(source, nan_policy=nan_policy)
@@ -94,14 +102,14 @@ def run(
                 labelled = label_frame(data.data, features, model["cluster_centers"], model["bandwidth"],
                                        model["cluster_all"], label_column)
                 sizes, _ = write_labels(labelled, output.url_for("labels"), label_column=label_column,
-                                        storage_options=so, input_url=input_path)
+                                        storage_options=so, input_url=input_path, partition_by=partition_by)
             clock.timings["total"] = clock.total()
             report = report_dict(
                 n_rows=data.n_rows, n_rows_fit=data.n_rows_fit, feature_columns=features,
                 bandwidth=model["bandwidth"], bandwidth_estimated=False, n_seeds=None,
                 n_clusters=len(model["cluster_centers"]), n_iter=None, cluster_sizes=sizes,
                 timings=clock.timings, input_path=input_path, output_path=output_path, nan_policy=nan_policy,
-                extra={"model_path": model_path},
+                extra={"model_path": model_path, **data.report_fields()},
             )
             write_json(output.url_for("report.json"), report, so)
             output.commit()

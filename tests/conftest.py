@@ -110,6 +110,73 @@ def blobs(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     return frame, directory
 
 
+#: Partition keys of the Hive test data: a string key (one value needs URI-encoding in a
+#: directory name) and an integer key written zero-padded (month=03).
+LAKE_CITIES = ["nyc", "san jose", "sf"]
+LAKE_MONTHS = [3, 4, 11]
+
+
+def make_lake_frame(n: int = 3000, seed: int = 11) -> pd.DataFrame:
+    """:func:`make_frame` rows plus the ``city`` (str) and ``month`` (int) of their partition."""
+    frame = make_frame(n=n, seed=seed)
+    rng = np.random.default_rng(seed)
+    frame["city"] = rng.choice(LAKE_CITIES, n)
+    frame["month"] = rng.choice(LAKE_MONTHS, n)
+    return frame
+
+
+def write_hive(frame: pd.DataFrame, url: str, storage_options: Optional[dict] = None, files_per_dir: int = 2) -> None:
+    """Write ``frame`` as ``url/city=<city>/month=<MM>/part-<k>.parquet`` (keys not in the files)."""
+    import fsspec
+    from urllib.parse import quote
+
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    for (city, month), group in frame.groupby(["city", "month"], sort=True):
+        directory = f"{root}/city={quote(city, safe='')}/month={month:02d}"
+        fs.makedirs(directory, exist_ok=True)
+        for k, rows in enumerate(np.array_split(np.arange(len(group)), files_per_dir)):
+            with fs.open(f"{directory}/part-{k}.parquet", "wb") as fh:
+                group.iloc[rows].drop(columns=["city", "month"]).to_parquet(fh, index=False)
+
+
+def add_pruned_partition(url: str, storage_options: Optional[dict] = None) -> pd.DataFrame:
+    """Add ``city=la/month=03/``: one good file and one corrupt one; returns the good rows.
+
+    Jobs whose filters rule out ``city=la`` must succeed without these rows.
+    """
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    good = make_frame(n=50, seed=99)
+    good["uid"] = [f"la-{i:03d}" for i in range(len(good))]
+    fs.makedirs(f"{root}/city=la/month=03", exist_ok=True)
+    with fs.open(f"{root}/city=la/month=03/part-0.parquet", "wb") as fh:
+        good.to_parquet(fh, index=False)
+    fs.pipe(f"{root}/city=la/month=03/part-1.parquet", b"PAR1 this is not a Parquet file PAR1")
+    return good
+
+
+def read_hive_labels(path: Path | str, storage_options: Optional[dict] = None) -> pd.DataFrame:
+    """A Hive-partitioned labels/ data set with its keys as plain columns, sorted by ``uid``."""
+    frame = pd.read_parquet(str(path), storage_options=storage_options)
+    for c in frame.columns:
+        if isinstance(frame[c].dtype, pd.CategoricalDtype):
+            frame[c] = frame[c].astype(frame[c].cat.categories.dtype)
+    return frame.sort_values("uid").reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def hive_lake(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
+    """(frame, directory): 3,000 rows, Hive-partitioned by city and month (18 files), read-only.
+
+    The directory lies below a ``run=1`` directory, which must not become a column.
+    """
+    frame = make_lake_frame()
+    directory = tmp_path_factory.mktemp("lake") / "run=1" / "trips"
+    write_hive(frame, str(directory))
+    return frame, directory
+
+
 @pytest.fixture
 def parquet_input(tmp_path) -> tuple[pd.DataFrame, Path]:
     """(frame, directory): 900 rows in 3 Parquet files, next to a hidden junk file and a text file."""

@@ -54,6 +54,11 @@ def test_help(cli, args):
     assert "usage: dshift" in proc.stdout
 
 
+def test_predict_help_documents_data_lake_options(cli):
+    text = " ".join(cli("predict", "--help").stdout.split())
+    assert "--filters JSON" in text and "--partition-by COL [COL ...]" in text and "not in" in text
+
+
 def test_version_and_console_script():
     import dshift.report
 

@@ -81,11 +81,25 @@ def test_yaml_1e3_hint():
         ("input", {"columns": []}, "input.columns: must list at least one column"),
         ("input", {"columns": "a"}, "input.columns: must be a list"),
         ("output", {"label_column": ""}, "output.label_column: must not be empty"),
+        ("output", {"partition_by": []}, "output.partition_by: must list at least one column"),
+        ("output", {"partition_by": ["a", "a"]}, "output.partition_by: lists 'a' more than once"),
+        ("input", {"filters": "year == 2024"}, "input.filters: must be a list"),
+        ("input", {"filters": [["year", "=>", 2024]]},
+         "input.filters[0]: unknown operator '=>' (use ==, !=, <, <=, >, >=, in, not in)"),
+        ("input", {"filters": [[["year", ">", 1]], [["m", "in", 3]]]}, "input.filters[1][0]: 'in' needs a non-empty list"),
         ("plot", {"sample": 0}, "plot.sample: must be >= 1"),
     ],
 )
 def test_range_and_type_errors(section, values, expected):
     assert expected in err(with_(section, **values))
+
+
+def test_filters_and_partition_by():
+    cfg = parse_config({"input": {"path": "d", "filters": [["year", "=", 2024], ["city", "in", ["a", "b"]]]},
+                        "output": {"path": "o", "partition_by": ["year", "cluster"]}})
+    assert cfg.input.filters == [("year", "==", 2024), ("city", "in", ("a", "b"))]
+    assert cfg.output.partition_by == ["year", "cluster"]
+    assert parse_config(MINIMAL).input.filters is None and parse_config(MINIMAL).output.partition_by is None
 
 
 def test_valid_alternatives():

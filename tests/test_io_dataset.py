@@ -1,13 +1,20 @@
-"""dshift.io.dataset: listing the input's Parquet files and checking their footers."""
+"""dshift.io.dataset (and dshift.io.hive): listing the input's Parquet files, their Hive partition keys,
+pruning by filters, and checking footers."""
 
 from __future__ import annotations
 
 import os
+import shutil
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
+from conftest import LAKE_CITIES, add_pruned_partition
 from dshift.errors import UserError
-from dshift.io.dataset import check_parquet_files, list_input_files
+from dshift.io.dataset import check_parquet_files, list_input_files, prune_files, read_parquet
+from dshift.io.filters import check_filters
+from dshift.io.hive import discover_keys, parse_keys
 
 
 def test_list_input_files_dir_glob_file(parquet_input):
@@ -28,3 +35,66 @@ def test_check_parquet_files_counts_rows_and_names_corrupt_file(parquet_input):
     (d / "part-001.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(UserError, match="part-001.parquet' is not a readable Parquet file"):
         check_parquet_files(list_input_files(str(d)))
+
+
+# --------------------------------------------------------------------------------------------
+# Hive partition keys and partition pruning
+
+
+def test_parse_and_discover_keys():
+    assert parse_keys("year=2024/city=New%20York/x=/part.parquet") == {"year": "2024", "city": "New York", "x": ""}
+    assert parse_keys("a=__HIVE_DEFAULT_PARTITION__/plain/b=1.parquet") == {"a": None}  # the file name is no key
+    keys = discover_keys(["m=03/c=x/f.pq", "m=11/c=__HIVE_DEFAULT_PARTITION__/f.pq", "f.pq", "m=4/c=7/f.pq"])
+    assert keys.schema == pa.schema([("m", pa.int32()), ("c", pa.dictionary(pa.int32(), pa.string()))])
+    assert keys.values == [{"m": 3, "c": "x"}, {"m": 11}, {}, {"m": 4, "c": "7"}]
+    assert keys.dictionaries["c"].to_pylist() == ["7", "x"]
+    assert discover_keys(["f.pq"]).dataset_options("/d") == {"partitioning": None}
+
+
+def test_hive_keys_become_typed_columns(hive_lake, threaded_dask):
+    frame, d = hive_lake
+    files = list_input_files(str(d))
+    assert len(files.files) == 18 and files.base == str(d)
+    data = read_parquet(files)
+    # Keys follow the file columns; the run=1 directory above the input is not a key.
+    assert list(data.columns) == [c for c in frame.columns if c not in ("city", "month")] + ["city", "month"]
+    assert data["month"].dtype == np.int32
+    assert list(data["city"].dtype.categories) == sorted(LAKE_CITIES)
+    got = data.compute().sort_values("uid").reset_index(drop=True)
+    want = frame.sort_values("uid").reset_index(drop=True)
+    assert got["city"].astype(str).tolist() == want["city"].tolist()  # "san jose" from city=san%20jose
+    assert got["month"].tolist() == want["month"].tolist()  # 3 from month=03
+
+
+def test_keys_below_a_glob_base_and_none_for_a_file(hive_lake):
+    _, d = hive_lake
+    globbed = list_input_files(str(d / "city=*" / "month=03"))
+    assert globbed.base == str(d) and globbed.keys.names == ["city", "month"] and len(globbed.files) == 6
+    one = list_input_files(str(d / "city=sf" / "month=03" / "part-0.parquet"))
+    assert one.keys.names == [] and len(one.files) == 1
+    # Without keys below the base, key=value directories above it are not parsed either.
+    below = list_input_files(str(d / "city=sf" / "month=03"))
+    assert below.keys.names == [] and not {"run", "city", "month"} & set(read_parquet(below).columns)
+
+
+def test_prune_files_never_opens_pruned_files(hive_lake, tmp_path):
+    _, d = hive_lake
+    lake = tmp_path / "lake"
+    shutil.copytree(d, lake)
+    add_pruned_partition(str(lake))
+    files = list_input_files(str(lake))
+    assert len(files.files) == 20
+    with pytest.raises(UserError, match=r"city=la/month=03/part-1.parquet' is not a readable Parquet file"):
+        check_parquet_files(files)
+
+    kept = prune_files(files, check_filters([["city", "!=", "la"], ["month", "in", [3, 4]]]))
+    assert kept.n_pruned == 8 and len(kept.files) == 12
+    assert not any("city=la" in f or "month=11" in f for f in kept.files)
+    assert check_parquet_files(kept) > 0  # the corrupt file is not even looked at
+    # A term list without a partition-key term may match rows in any file: nothing is pruned.
+    assert prune_files(files, check_filters([[["city", "==", "sf"]], [["a", ">", 0]]])).n_pruned == 0
+    # Key terms are type-checked before pruning; a filter ruling out every file is an error.
+    with pytest.raises(UserError, match=r"input.filters\[0\]: cannot compare column 'month' \(int32\) with '3'"):
+        prune_files(files, check_filters([["month", "==", "3"]]))
+    with pytest.raises(UserError, match="input.filters: no input file is left"):
+        prune_files(files, check_filters([["month", ">", 12]]))

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as pa_ds
 import pytest
 
-from conftest import FEATURES
+from conftest import FEATURES, read_hive_labels
+from dshift.errors import UserError
 from dshift.io.inputs import open_input
-from dshift.io.labels import label_frame, label_partition, write_labels
+from dshift.io.labels import check_partition_by, label_frame, label_partition, write_labels
 
 pytestmark = pytest.mark.usefixtures("threaded_dask")
 
@@ -35,3 +38,53 @@ def test_write_labels_counts_and_sample(tmp_path, parquet_input):
     written = pd.read_parquet(tmp_path / "labels")
     assert len(written) == 900 and written["cl"].value_counts().to_dict() == sizes
     assert sorted(os.listdir(tmp_path / "labels")) == [f"part.{i:05d}.parquet" for i in range(3)]
+
+
+def test_write_labels_partitioned_each_row_once(tmp_path, hive_lake):
+    frame, d = hive_lake
+    source = open_input(str(d), columns=FEATURES, filters=[["month", "!=", 11]])
+    labelled = label_frame(source.data, FEATURES, np.array([[0.0, 0, 0], [6, 6, 0], [0, 6, 6]]), 2.0, True, "cl")
+    out = tmp_path / "labels"
+    sizes, _ = write_labels(labelled, str(out), label_column="cl", partition_by=["month", "city", "cl"])
+    want = frame[frame.month != 11].sort_values("uid").reset_index(drop=True)
+    written = read_hive_labels(out)
+    assert written["uid"].tolist() == want["uid"].tolist()  # every filtered row, once
+    assert written["city"].tolist() == want["city"].tolist() and written["month"].tolist() == want["month"].tolist()
+    assert written["cl"].value_counts().to_dict() == sizes
+    for path in out.rglob("*.parquet"):  # labels/month=3/city=san%20jose/cl=0/part.00000.parquet
+        keys = dict(p.split("=", 1) for p in path.relative_to(out).parts[:-1])
+        assert list(keys) == ["month", "city", "cl"] and path.name.startswith("part.")
+        rows = pd.read_parquet(path)
+        assert "city" not in rows and len(rows) > 0
+        match = want.set_index("uid").loc[rows["uid"]]
+        assert (match["month"] == int(keys["month"])).all() and (match["city"] == unquote(keys["city"])).all()
+
+
+def test_partition_values_are_encoded_and_nulls_kept(tmp_path):
+    import dask.dataframe as dd
+
+    df = pd.DataFrame({"k": ["a/b", None, "50%", "a/b"], "n": pd.array([1, None, 2, 1], dtype="Int64"),
+                       "v": [1.0, 2.0, 3.0, 4.0]})
+    labelled = label_frame(dd.from_pandas(df, npartitions=2), ["v"], np.array([[0.0]]), 10.0, True, "cl")
+    write_labels(labelled, str(tmp_path / "labels"), label_column="cl", partition_by=["k", "n"])
+    dirs = sorted(str(p.parent.relative_to(tmp_path / "labels")) for p in (tmp_path / "labels").rglob("*.parquet"))
+    assert dirs == ["k=50%25/n=2", "k=__HIVE_DEFAULT_PARTITION__/n=__HIVE_DEFAULT_PARTITION__", "k=a%2Fb/n=1",
+                    "k=a%2Fb/n=1"]
+    # pyarrow's reader decodes the values back (pandas' cannot yet read null dictionary keys).
+    back = pa_ds.dataset(tmp_path / "labels", partitioning="hive").to_table().sort_by("v")
+    assert back["k"].to_pylist() == ["a/b", None, "50%", "a/b"] and back["n"].to_pylist() == [1, None, 2, 1]
+
+
+def test_check_partition_by(parquet_input):
+    _, d = parquet_input
+    data = open_input(str(d), columns=FEATURES).data
+    check_partition_by(data, ["note", "cluster"], "cluster")  # the label column is allowed
+    check_partition_by(data, None, "cluster")
+    with pytest.raises(UserError, match=r"output.partition_by: column 'nope' is not in the labelled data \(col"):
+        check_partition_by(data, ["nope"], "cluster")
+    with pytest.raises(UserError, match=r"--partition-by: column 'a' is float64"):
+        check_partition_by(data, ["note", "a"], "cluster", what="--partition-by")
+    with pytest.raises(UserError, match="lists 'note' more than once"):
+        check_partition_by(data, ["note", "note"], "cluster")
+    with pytest.raises(UserError, match="no column would be left"):
+        check_partition_by(data[["uid", "note"]], ["uid", "note", "cluster"], "cluster")

@@ -60,3 +60,8 @@ def test_check_paths_disjoint(tmp_path):
     with pytest.raises(UserError, match="inside the input"):
         check_paths_disjoint(str(tmp_path / "*"), str(tmp_path / "out"))
     check_paths_disjoint("s3://b/in", d)  # different file systems
+
+
+def test_check_paths_disjoint_names_an_unknown_protocol(tmp_path):
+    with pytest.raises(UserError, match="input.path: cannot open 'nosuchproto://x/y'"):
+        check_paths_disjoint("nosuchproto://x/y", str(tmp_path / "out"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +19,11 @@ import yaml
 from conftest import (
     BANDWIDTH,
     FEATURES,
+    add_pruned_partition,
     assert_user_error,
     base_config,
     make_frame,
+    read_hive_labels,
     read_labels,
     run_cli,
     sklearn_labels,
@@ -221,3 +224,79 @@ def test_killed_job_leaves_no_output_and_rerun_succeeds(blobs, tmp_path):
     # stale .tmp- sibling removed; the killed job's log stays (the record of what happened)
     assert [p.name for p in out.parent.iterdir() if not p.name.endswith(".log")] == ["killed"]
     assert (out / "_SUCCESS").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# A Hive-partitioned input: filters with partition pruning, a key as a feature, partitioned labels
+
+LAKE_FILTERS = [[["city", "in", ["nyc", "san jose"]], ["month", "<=", 4]], [["city", "==", "sf"], ["a", ">", 2.0]]]
+
+
+def lake_expected(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows LAKE_FILTERS keep, in uid order."""
+    keep = (frame.city.isin(["nyc", "san jose"]) & (frame.month <= 4)) | ((frame.city == "sf") & (frame.a > 2.0))
+    return frame[keep].sort_values("uid").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def lake_run(hive_lake, tmp_path_factory):
+    """``dshift run`` on the Hive data plus a pruned partition holding a corrupt file."""
+    frame, d = hive_lake
+    work = tmp_path_factory.mktemp("lake-run")
+    lake = work / "lake"
+    shutil.copytree(d, lake)
+    add_pruned_partition(str(lake))
+    cfg = base_config(lake, work / "out", input={"columns": ["a", "b", "month"], "filters": LAKE_FILTERS},
+                      output={"partition_by": ["city", "month"]}, plot={"x": "a", "y": "b", "sample": 500})
+    (work / "job.yaml").write_text(yaml.safe_dump(cfg))
+    return frame, lake, work, run_cli("run", str(work / "job.yaml"), cwd=work)
+
+
+def test_lake_filters_prune_and_partition_labels(lake_run):
+    frame, lake, work, proc = lake_run
+    assert proc.returncode == 0, proc.stderr
+    assert "(6 pruned by the filters)" in proc.stderr
+    want = lake_expected(frame)
+    labels = read_hive_labels(work / "out" / "labels")
+    # Every filtered row exactly once (the pruned la rows absent), its partition values intact.
+    assert labels["uid"].tolist() == want["uid"].tolist()
+    assert labels["city"].tolist() == want["city"].tolist() and labels["month"].tolist() == want["month"].tolist()
+    pd.testing.assert_frame_equal(labels[["a", "b", "c", "note"]], want[["a", "b", "c", "note"]], check_dtype=False)
+    # The month key is a feature: clusters as scikit-learn's on (a, b, month).
+    from sklearn.cluster import MeanShift
+
+    ref = MeanShift(bandwidth=BANDWIDTH, bin_seeding=True).fit(want[["a", "b", "month"]].to_numpy(float))
+    np.testing.assert_array_equal(labels["cluster"].to_numpy(), ref.labels_)
+    out = work / "out" / "labels"
+    dirs = {p.parent.relative_to(out).as_posix() for p in out.rglob("*.parquet")}
+    assert dirs == {f"city={c}/month={m}" for c, m in
+                    want[["city", "month"]].assign(city=want.city.str.replace(" ", "%20")).itertuples(index=False)}
+
+    report = json.loads((work / "out" / "report.json").read_text())
+    unpruned = frame[(frame.city.isin(["nyc", "san jose"]) & (frame.month <= 4)) | (frame.city == "sf")]
+    assert (report["n_rows_input"], report["n_rows"], report["n_files"], report["n_files_pruned"]) == (
+        len(unpruned), len(want), 14, 6)
+    assert report["filters"] == LAKE_FILTERS and report["feature_columns"] == ["a", "b", "month"]
+    assert sorted(p.name for p in (work / "out").iterdir()) == [
+        "_SUCCESS", "clusters.png", "dshift.log", "labels", "model.json", "report.json"]
+
+
+def test_lake_validate_and_bad_filters(lake_run, cli, write_config):
+    frame, lake, work, proc = lake_run
+    cfg = yaml.safe_load((work / "job.yaml").read_text())
+    cfg["output"]["path"] = str(work / "elsewhere")
+    ok = cli("validate", str(write_config(cfg)))
+    assert ok.returncode == 0, ok.stderr
+    assert "14 files (6 pruned by input.filters)" in ok.stdout and "before input.filters" in ok.stdout
+
+    cfg["input"]["filters"] = [["city", "==", "sf"], ["month", "=>", 3]]
+    line = assert_user_error(cli("run", str(write_config(cfg))), "input.filters[1]", "unknown operator '=>'")
+    assert line.startswith("config error:")
+    cfg["input"]["filters"] = [["city", "==", "sf"], ["yeer", "==", 2024]]
+    assert_user_error(cli("run", str(write_config(cfg))), "input.filters[1]", "column 'yeer' is not in the input",
+                      "uid", "city", "month")
+    cfg["input"]["filters"] = None  # the corrupt file is read now, and named
+    assert_user_error(cli("run", str(write_config(cfg))), "city=la/month=03/part-1.parquet", "not a readable")
+    cfg["input"]["filters"], cfg["output"]["partition_by"] = LAKE_FILTERS, ["town"]
+    assert_user_error(cli("run", str(write_config(cfg))), "output.partition_by", "'town'")
+    assert not (work / "elsewhere").exists()

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import BANDWIDTH, base_config, read_labels, run_cli, sklearn_labels, tree_digest
+from conftest import (
+    BANDWIDTH,
+    add_pruned_partition,
+    base_config,
+    read_hive_labels,
+    read_labels,
+    run_cli,
+    sklearn_labels,
+    tree_digest,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -53,3 +63,39 @@ def test_scheduler_survives_a_failed_job(dask_scheduler, tmp_path):
 
     with Client(dask_scheduler, timeout=20) as client:
         assert client.submit(sum, [1, 2]).result() == 3
+
+
+def test_hive_filters_and_partitioned_output_on_scheduler(dask_scheduler, hive_lake, tmp_path):
+    """Workers in other processes read the given partitioning; predict takes the same options."""
+    frame, d = hive_lake
+    lake = tmp_path / "lake"
+    shutil.copytree(d, lake)
+    add_pruned_partition(str(lake))
+    filters = [["city", "in", ["sf", "san jose"]], ["month", "!=", 4]]
+    cfg = base_config(lake, tmp_path / "out", input={"filters": filters}, output={"partition_by": ["city"]},
+                      cluster={"address": dask_scheduler, "connect_timeout": 20}, plot=None)
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_cli("run", str(tmp_path / "job.yaml"), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    want = frame[frame.city.isin(["sf", "san jose"]) & (frame.month != 4)].sort_values("uid").reset_index(drop=True)
+    labels = read_hive_labels(tmp_path / "out" / "labels")
+    assert labels["uid"].tolist() == want["uid"].tolist() and labels["city"].tolist() == want["city"].tolist()
+    np.testing.assert_array_equal(labels["cluster"].to_numpy(), sklearn_labels(want, BANDWIDTH, bin_seeding=True))
+    assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == ["city=san%20jose", "city=sf"]
+
+    pred = tmp_path / "pred"
+    proc = run_cli("predict", "--model", str(tmp_path / "out" / "model.json"), "--input", str(lake),
+                   "--output", str(pred), "--address", dask_scheduler, "--quiet",
+                   "--filters", json.dumps(filters), "--partition-by", "month", "cluster")
+    assert proc.returncode == 0, proc.stderr
+    predicted = read_hive_labels(pred / "labels")
+    assert predicted["uid"].tolist() == want["uid"].tolist()
+    np.testing.assert_array_equal(predicted["cluster"].to_numpy(), labels["cluster"].to_numpy())
+    assert {p.parent.parent.name for p in (pred / "labels").rglob("*.parquet")} == {"month=3", "month=11"}
+    report = json.loads((pred / "report.json").read_text())
+    assert (report["n_rows"], report["n_files_pruned"], report["filters"]) == (len(want), 12, filters)
+
+    bad = run_cli("predict", "--model", str(tmp_path / "out" / "model.json"), "--input", str(lake),
+                  "--output", str(tmp_path / "bad"), "--address", dask_scheduler, "--filters", '[["city", "=>", 1]]')
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+        "error: --filters[0]: unknown operator '=>' (use ==, !=, <, <=, >, >=, in, not in)"), bad.stderr

@@ -8,7 +8,19 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import BANDWIDTH, base_config, make_frame, read_labels, run_cli, sklearn_labels
+from conftest import (
+    BANDWIDTH,
+    add_pruned_partition,
+    assert_user_error,
+    base_config,
+    make_frame,
+    make_lake_frame,
+    read_hive_labels,
+    read_labels,
+    run_cli,
+    sklearn_labels,
+    write_hive,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -101,3 +113,41 @@ def test_s3_output_stage_overwrite_and_leftover(s3_server, s3_bucket):
         write_json(stage.url_for("labels/y.json"), 1, s3_server)
         stage.commit()
     assert s3_listing(s3_bucket, s3_server) == ["o/run/_SUCCESS", "o/run/labels/y.json"]
+
+
+def test_s3_hive_filters_pruning_and_partitioned_output(s3_server, s3_bucket, tmp_path, cli):
+    """Hive keys, pruning past a corrupt file, and partitioned labels, all on the S3 server."""
+    frame = make_lake_frame(n=1200, seed=4)
+    write_hive(frame, f"s3://{s3_bucket}/lake", s3_server, files_per_dir=1)
+    add_pruned_partition(f"s3://{s3_bucket}/lake", s3_server)
+    out = f"s3://{s3_bucket}/results/lake"
+    filters = [[["city", "==", "sf"]], [["city", "!=", "la"], ["month", "in", [3, 11]], ["b", "<", 3.0]]]
+    cfg = base_config(f"s3://{s3_bucket}/lake", out, input={"storage_options": s3_server, "filters": filters},
+                      output={"storage_options": s3_server, "partition_by": ["month"]}, cluster={"n_workers": 1},
+                      plot=None)
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_cli("run", str(tmp_path / "job.yaml"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+
+    want = frame[(frame.city == "sf") | (frame.month.isin([3, 11]) & (frame.b < 3.0))]
+    want = want.sort_values("uid").reset_index(drop=True)
+    labels = read_hive_labels(f"{out}/labels", storage_options=s3_server)
+    assert labels["uid"].tolist() == want["uid"].tolist()  # every filtered row once, no la-* rows
+    assert labels["month"].tolist() == want["month"].tolist() and "city" in labels  # city=... is a column again
+    np.testing.assert_array_equal(labels["cluster"].to_numpy(), sklearn_labels(want, BANDWIDTH, bin_seeding=True))
+    listing = s3_listing(s3_bucket, s3_server)
+    assert {p.split("/")[3] for p in listing if p.startswith("results/lake/labels/")} == {"month=3", "month=4",
+                                                                                         "month=11"}
+    assert "results/lake/_SUCCESS" in listing
+
+    import fsspec
+
+    with fsspec.open(f"{out}/report.json", "r", **s3_server) as fh:
+        report = json.load(fh)
+    assert (report["n_rows"], report["n_files"], report["n_files_pruned"]) == (len(want), 7, 4)
+    assert report["n_rows_input"] == int(((frame.city == "sf") | frame.month.isin([3, 11])).sum())
+
+    cfg["input"]["filters"] = [["city", "==", "sf"], ["yeer", "==", 1]]
+    cfg["output"]["path"] = f"s3://{s3_bucket}/results/other"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    assert_user_error(cli("run", str(tmp_path / "bad.yaml")), "input.filters[1]", "'yeer'", "not in the input")

@@ -17,6 +17,12 @@ def has_glob(path: str) -> bool:
     return any(c in path for c in GLOB_CHARS)
 
 
+def glob_base(path: str) -> str:
+    """The directory holding a glob pattern's first wildcard (``/d/x=*/*.pq`` -> ``/d``)."""
+    first = min(path.find(c) for c in GLOB_CHARS if c in path)
+    return path[:first].rsplit("/", 1)[0]
+
+
 def url_to_fs(url: str, storage_options: dict, what: str) -> tuple[Any, str]:
     """``fsspec.core.url_to_fs``, with a bad URL or a missing protocol package as UserError.
 

@@ -1,7 +1,9 @@
 """The input data set on storage: its Parquet files, their footers, and the lazy read.
 
-The driver lists the files and reads their Parquet footers (metadata only) to name a
-corrupt file before any work starts; reading the data is left to the Dask workers.
+The driver lists the files, takes Hive partition keys from their paths, leaves out the files
+whose keys the filters rule out (without opening them), and reads the remaining files'
+Parquet footers (metadata only) to name a corrupt file before any work starts; reading the
+data is left to the Dask workers, which read exactly the checked files.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from dshift.errors import UserError
-from dshift.io._fs import has_glob, url_to_fs
+from dshift.io._fs import glob_base, has_glob, url_to_fs
+from dshift.io.filters import check_filter_types, pruned_index
+from dshift.io.hive import HiveKeys, discover_keys
 
 __all__ = [
     "PARQUET_EXTENSIONS",
     "InputFiles",
     "list_input_files",
+    "prune_files",
     "check_parquet_files",
+    "read_schema",
     "read_parquet",
     "read_errors_as_user_errors",
 ]
@@ -49,11 +55,20 @@ class InputFiles:
         The file system.
     files : list of str
         The data files (in the file system's own path form).
+    base : str
+        The directory that Hive partition keys are relative to (file system path form).
+    keys : HiveKeys
+        The partition keys of ``files``.
+    n_pruned : int
+        Files left out because the filters rule out their partition keys.
     """
 
     url: str
     fs: Any
     files: list[str] = field(default_factory=list)
+    base: str = ""
+    keys: HiveKeys = field(default_factory=HiveKeys)
+    n_pruned: int = 0
 
     def show(self, path: str) -> str:
         """A file path as the user would write it."""
@@ -64,7 +79,9 @@ def list_input_files(url: str, storage_options: Optional[dict] = None, *, what: 
     """List the Parquet files of a file, directory, glob or fsspec URL.
 
     Directories are searched recursively for ``*.parquet``/``*.parq``/``*.pq`` files, skipping
-    hidden entries (names starting with ``.`` or ``_``), as dask does.
+    hidden entries (names starting with ``.`` or ``_``), as dask does. ``key=value``
+    directories below the base (the directory itself; for a glob the directory holding its
+    first wildcard; for a file its parent) are the files' Hive partition keys.
 
     Parameters
     ----------
@@ -85,8 +102,11 @@ def list_input_files(url: str, storage_options: Optional[dict] = None, *, what: 
         If the path does not exist, or holds no Parquet files.
     """
     fs, root = url_to_fs(url, storage_options or {}, what)
+    root = root.rstrip("/") or root
+    base = root
     try:
         if has_glob(root):
+            base = glob_base(root)
             matches = sorted(fs.glob(root))
             if not matches:
                 raise UserError(f"{what}: no files match {url!r}")
@@ -96,7 +116,7 @@ def list_input_files(url: str, storage_options: Optional[dict] = None, *, what: 
         elif fs.isdir(root):
             files = _files_under(fs, root)
         elif fs.exists(root):
-            files = [root]
+            files, base = [root], root.rsplit("/", 1)[0]
         else:
             raise UserError(f"{what}: {url!r} does not exist")
     except (PermissionError, FileNotFoundError) as exc:
@@ -106,7 +126,41 @@ def list_input_files(url: str, storage_options: Optional[dict] = None, *, what: 
             f"{what}: {url!r} holds no Parquet files ({', '.join('*' + e for e in PARQUET_EXTENSIONS)}); "
             "the input data set is empty"
         )
-    return InputFiles(url=url, fs=fs, files=files)
+    keys = discover_keys([f[len(base):] if f.startswith(base + "/") else "" for f in files])
+    return InputFiles(url=url, fs=fs, files=files, base=base, keys=keys)
+
+
+def prune_files(inputs: InputFiles, filters: Optional[list], *, what: str = "input.filters") -> InputFiles:
+    """Leave out the files whose Hive partition keys the filters rule out (no file is opened).
+
+    Parameters
+    ----------
+    inputs : InputFiles
+        From :func:`list_input_files`.
+    filters : list or None
+        Checked filters (:func:`dshift.io.filters.check_filters`).
+    what : str
+        Name of the setting, for messages.
+
+    Returns
+    -------
+    InputFiles
+        The files that may hold matching rows; ``n_pruned`` counts the others.
+
+    Raises
+    ------
+    UserError
+        A filter value that does not fit a partition key's type, or no file left.
+    """
+    check_filter_types(filters, inputs.keys.schema, what, only=inputs.keys.names)
+    kept = pruned_index(filters, inputs.keys.table())
+    if kept is None:
+        return inputs
+    if not kept:
+        raise UserError(f"{what}: no input file is left: the partition keys of all {len(inputs.files):,} files "
+                        f"of {inputs.url!r} are outside the filters")
+    return InputFiles(url=inputs.url, fs=inputs.fs, files=[inputs.files[i] for i in kept], base=inputs.base,
+                      keys=inputs.keys.subset(kept), n_pruned=len(inputs.files) - len(kept))
 
 
 def _files_under(fs: Any, root: str) -> list[str]:
@@ -159,8 +213,37 @@ def check_parquet_files(inputs: InputFiles, *, max_threads: int = 16) -> int:
     return int(sum(n for _, n, _ in results))
 
 
+def read_schema(inputs: InputFiles) -> pa.Schema:
+    """The input's columns: the first file's Parquet schema (as Dask takes it), then the keys.
+
+    Parameters
+    ----------
+    inputs : InputFiles
+        Checked files.
+
+    Returns
+    -------
+    pyarrow.Schema
+
+    Raises
+    ------
+    UserError
+        If a partition key is also a column in the files.
+    """
+    with inputs.fs.open(inputs.files[0], "rb") as fh:
+        schema = pq.ParquetFile(fh).schema_arrow
+    both = [k for k in inputs.keys.names if k in schema.names]
+    if both:
+        raise UserError(f"input file {inputs.show(inputs.files[0])!r} has a column {both[0]!r} that is also a "
+                        f"partition key ({both[0]}=... directories); rename the column or the directories")
+    return pa.schema(list(schema) + list(inputs.keys.schema), metadata=schema.metadata)
+
+
 def read_parquet(
-    inputs: InputFiles, storage_options: Optional[dict] = None, columns: Optional[Sequence[str]] = None
+    inputs: InputFiles,
+    storage_options: Optional[dict] = None,
+    columns: Optional[Sequence[str]] = None,
+    filters: Optional[list] = None,
 ) -> dd.DataFrame:
     """Lazily read the data set (workers do the reading).
 
@@ -172,21 +255,27 @@ def read_parquet(
         Passed to fsspec.
     columns : sequence of str, optional
         Column projection; all columns when None.
+    filters : list, optional
+        Checked row filters (Dask's form).
 
     Returns
     -------
     dask.dataframe.DataFrame
-        With a default index (any stored index becomes a regular column).
+        With a default index (any stored index becomes a regular column) and the partition
+        keys as the last columns.
     """
     # The explicit list of checked files: what dask reads is exactly what was validated (dask
-    # itself would not skip hidden files; hive-style key=value directories are not parsed).
+    # itself would not skip hidden files). The partitioning is given, not discovered, so the
+    # key types are those of every listed file and keys are parsed below ``base`` only.
     paths = [inputs.show(p) for p in inputs.files]
     with read_errors_as_user_errors(inputs.url):
         return dd.read_parquet(
             paths,
             columns=list(columns) if columns is not None else None,
+            filters=filters or None,
             index=False,
             storage_options=storage_options or None,
+            dataset=inputs.keys.dataset_options(inputs.base),
         )
 
 @contextlib.contextmanager

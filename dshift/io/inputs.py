@@ -7,6 +7,7 @@ workers and gives the lazy float64 feature array the fit runs on.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -15,15 +16,18 @@ import dask.array as da
 import dask.dataframe as dd
 
 from dshift.errors import UserError
-from dshift.io.dataset import InputFiles, check_parquet_files, list_input_files, read_errors_as_user_errors, read_parquet
+from dshift.io.dataset import (InputFiles, check_parquet_files, list_input_files, prune_files,
+                               read_errors_as_user_errors, read_parquet, read_schema)
 from dshift.io.features import ScanResult, feature_array, float_features, scan_features, select_feature_columns
+from dshift.io.filters import check_filter_types, check_filters
 
 __all__ = ["INPUT_KEYS", "InputSource", "InputData", "open_input", "scan_input"]
 
 logger = logging.getLogger("dshift.batch")
 
 #: Names of the input settings in messages (``dshift predict`` uses its option names).
-INPUT_KEYS = {"path": "input.path", "columns": "input.columns", "nan_policy": "input.nan_policy:"}
+INPUT_KEYS = {"path": "input.path", "columns": "input.columns", "nan_policy": "input.nan_policy:",
+              "filters": "input.filters"}
 
 
 @dataclass
@@ -33,21 +37,27 @@ class InputSource:
     Attributes
     ----------
     files : InputFiles
-        The Parquet files (footers checked).
+        The Parquet files read (footers checked; files pruned by the filters left out).
     data : dask.dataframe.DataFrame
-        Every column (for the labelled output).
+        Every column, rows filtered (for the labelled output).
     feature_columns : list of str
         The features, in order.
     features : dask.dataframe.DataFrame
-        Float64 features from a column-projected read (:func:`float_features`).
+        Float64 features from a column-projected, filtered read (:func:`float_features`).
+    n_rows_input : int
+        Rows of the files read, before the row filters (from their footers).
+    filters : list or None
+        The checked filters.
     keys : dict
-        Names of the settings for messages: ``path``, ``columns``, ``nan_policy``.
+        Names of the settings for messages: ``path``, ``columns``, ``nan_policy``, ``filters``.
     """
 
     files: InputFiles
     data: dd.DataFrame
     feature_columns: list[str]
     features: dd.DataFrame
+    n_rows_input: int = 0
+    filters: Optional[list] = None
     keys: dict[str, str] = field(default_factory=lambda: dict(INPUT_KEYS))
 
     @property
@@ -86,13 +96,22 @@ class InputData:
 
     @property
     def n_rows(self) -> int:
-        """All input rows."""
+        """Input rows after the filters (all labelled)."""
         return self.scan.n_rows
 
     @property
     def n_rows_fit(self) -> int:
         """Rows in ``X``."""
         return int(self.X.shape[0])
+
+    def report_fields(self) -> dict:
+        """What report.json says about the input beyond ``n_rows``: the files read and pruned,
+        the rows before filtering (``n_rows_input``) and the filters."""
+        files = self.source.files
+        # default=str: YAML dates in filters are written as ISO dates.
+        filters = json.loads(json.dumps(self.source.filters, default=str))
+        return {"n_rows_input": self.source.n_rows_input, "n_files": len(files.files),
+                "n_files_pruned": files.n_pruned, "filters": filters}
 
 
 def open_input(
@@ -101,6 +120,7 @@ def open_input(
     storage_options: Optional[dict] = None,
     columns: Optional[Sequence[str]] = None,
     label_column: Optional[str] = None,
+    filters: Optional[list] = None,
     keys: Optional[dict[str, str]] = None,
 ) -> InputSource:
     """Driver-side checks of the input, reading metadata only (no cluster needed).
@@ -115,6 +135,9 @@ def open_input(
         Feature columns; every numeric column when None.
     label_column : str, optional
         The label column to be added (must not exist yet).
+    filters : list, optional
+        Row filters, Dask's form (:mod:`dshift.io.filters`); files whose partition keys they
+        rule out are not opened.
     keys : dict, optional
         Setting names for messages (default :data:`INPUT_KEYS`, the config's names).
 
@@ -125,17 +148,20 @@ def open_input(
     Raises
     ------
     UserError
-        Missing path, no Parquet files, corrupt file, missing or non-numeric columns.
+        Missing path, no Parquet files, corrupt file, bad filters, missing or non-numeric columns.
     """
     keys = {**INPUT_KEYS, **(keys or {})}
-    files = list_input_files(url, storage_options, what=keys["path"])
-    check_parquet_files(files)
-    data = read_parquet(files, storage_options)
+    filters = check_filters(filters, keys["filters"])
+    files = prune_files(list_input_files(url, storage_options, what=keys["path"]), filters, what=keys["filters"])
+    n_rows_input = check_parquet_files(files)
+    check_filter_types(filters, read_schema(files), keys["filters"])
+    data = read_parquet(files, storage_options, filters=filters)
     feature_columns = select_feature_columns(data, columns, label_column=label_column, what=keys["columns"])
     # Column projection: the fit passes read only the feature columns from Parquet.
     with read_errors_as_user_errors(url):
-        features = float_features(read_parquet(files, storage_options, columns=feature_columns))
-    return InputSource(files=files, data=data, feature_columns=feature_columns, features=features, keys=keys)
+        features = float_features(read_parquet(files, storage_options, columns=feature_columns, filters=filters))
+    return InputSource(files=files, data=data, feature_columns=feature_columns, features=features,
+                       n_rows_input=n_rows_input, filters=filters, keys=keys)
 
 
 def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
@@ -159,6 +185,8 @@ def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
     """
     keys, url, feature_columns = source.keys, source.url, source.feature_columns
     scan = scan_features(source.features, url)
+    if scan.n_rows == 0 and source.filters:
+        raise UserError(f"{keys['filters']}: no row of the {source.n_rows_input:,} rows read matches the filters")
     if scan.n_rows == 0:
         raise UserError(f"{keys['path']}: the input data set {url!r} is empty (0 rows)")
     if scan.n_nonfinite:
@@ -171,10 +199,12 @@ def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
             raise UserError(f"{keys['path']}: every row has NaN or infinity in the feature columns; nothing to fit")
         logger.info("read: dropping %s rows with NaN/inf from the fit (they get label -1)", f"{scan.n_nonfinite:,}")
     X = feature_array(source.features, scan, drop_nonfinite=nan_policy == "drop")
-    n_files = len(source.files.files)
+    n_files, n_pruned = len(source.files.files), source.files.n_pruned
     logger.info(
-        "read: %d file%s, %d partitions, %s rows, %d features (%s)",
-        n_files, "" if n_files == 1 else "s", len(scan.rows), f"{scan.n_rows:,}",
+        "read: %d file%s%s, %d partitions, %s rows%s, %d features (%s)",
+        n_files, "" if n_files == 1 else "s", f" ({n_pruned:,} pruned by the filters)" if n_pruned else "",
+        len(scan.rows), f"{scan.n_rows:,}",
+        f" match the filters (of {source.n_rows_input:,} read)" if source.filters else "",
         len(feature_columns), ", ".join(feature_columns),
     )
     return InputData(source=source, scan=scan, X=X)

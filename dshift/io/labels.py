@@ -1,8 +1,8 @@
 """Labelling the input with a model's centers and writing the labelled data set.
 
 Labels are computed and written one file per partition by the workers
-(``map_partitions`` + ``to_parquet``); the driver receives only the cluster sizes and a
-small sample for the plot.
+(``map_partitions`` + ``to_parquet``), optionally Hive-partitioned by some columns; the
+driver receives only the cluster sizes and a small sample for the plot.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from dshift.errors import UserError
 from dshift.io.dataset import read_errors_as_user_errors
 from dshift.io.features import as_float64
+from dshift.io.hive import dir_value
 
-__all__ = ["label_partition", "label_frame", "write_labels"]
+__all__ = ["label_partition", "label_frame", "check_partition_by", "write_labels"]
 
 
 def label_partition(
@@ -87,6 +89,54 @@ def label_frame(
     )
 
 
+def check_partition_by(
+    data: dd.DataFrame, partition_by: Optional[Sequence[str]], label_column: str, *, what: str = "output.partition_by"
+) -> None:
+    """Check the columns the labels are to be Hive-partitioned by.
+
+    Any input column, or the label column itself, except floating-point columns (a directory
+    per distinct float is never what is meant); at least one column must stay in the files.
+
+    Parameters
+    ----------
+    data : dask.dataframe.DataFrame
+        The input (only its columns and dtypes are used).
+    partition_by : sequence of str or None
+        The columns; None or empty for no partitioning.
+    label_column : str
+        The label column to be added.
+    what : str
+        Name of the setting, for messages.
+
+    Raises
+    ------
+    UserError
+        Naming a missing, repeated or floating-point column.
+    """
+    if not partition_by:
+        return
+    dtypes = {**{str(c): t for c, t in data.dtypes.items()}, label_column: np.dtype(np.int64)}
+    for c in partition_by:
+        if c not in dtypes:
+            raise UserError(f"{what}: column {c!r} is not in the labelled data (columns: {', '.join(dtypes)})")
+        if list(partition_by).count(c) > 1:
+            raise UserError(f"{what}: lists {c!r} more than once")
+        if pd.api.types.is_float_dtype(dtypes[c]):
+            raise UserError(f"{what}: column {c!r} is {dtypes[c]}; partition by columns with few distinct values "
+                            "(integers, strings, dates, the label)")
+    if set(dtypes) <= set(partition_by):
+        raise UserError(f"{what}: no column would be left in the files; partition by fewer columns")
+
+
+def _hive_columns(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The partition columns as their directory values (strings, None for null)."""
+    out = df.copy(deep=False)
+    for c in columns:
+        values = df[c].astype(object)
+        out[c] = pd.Series([None if pd.isna(v) else dir_value(v) for v in values], index=df.index, dtype="string")
+    return out
+
+
 def _label_counts(labels: pd.Series) -> pd.Series:
     values, counts = np.unique(labels.to_numpy(), return_counts=True)
     return pd.Series(counts.astype("int64"), index=values.astype("int64"), name="count")
@@ -106,8 +156,13 @@ def write_labels(
     sample_rows: int = 0,
     n_rows: int = 0,
     input_url: str = "",
+    partition_by: Optional[Sequence[str]] = None,
 ) -> tuple[dict[int, int], Optional[pd.DataFrame]]:
     """Write the labelled data set (one file per partition, by the workers).
+
+    With ``partition_by`` every partition writes one file into each ``col=value/...``
+    directory it has rows for (values URI-encoded, null as ``__HIVE_DEFAULT_PARTITION__``),
+    and those columns live in the directory names only, as in any Hive layout.
 
     In the same pass it counts the cluster sizes and draws a small random sample for the plot,
     so the input is read only once.
@@ -130,6 +185,8 @@ def write_labels(
         Total rows (to turn ``sample_rows`` into a fraction).
     input_url : str
         The input, for error messages.
+    partition_by : sequence of str, optional
+        Columns to partition the output by (checked by :func:`check_partition_by`).
 
     Returns
     -------
@@ -137,8 +194,17 @@ def write_labels(
         Label -> number of rows, sorted by label (-1 first when present).
     sample : pandas.DataFrame or None
     """
-    write = labelled.to_parquet(
+    frame = labelled
+    if partition_by:
+        # Directory values computed here, not by dask: dask writes str(value) unencoded and
+        # writes empty files for unused categories of a categorical column.
+        meta = labelled._meta.copy()
+        for c in partition_by:
+            meta[c] = pd.Series([], dtype="string")
+        frame = labelled.map_partitions(_hive_columns, list(partition_by), meta=meta)
+    write = frame.to_parquet(
         url,
+        partition_on=list(partition_by) if partition_by else None,
         write_index=False,
         storage_options=storage_options or None,
         name_function=_part_name,

@@ -24,7 +24,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from dshift.errors import UserError
-from dshift.io._fs import GLOB_CHARS, has_glob, url_to_fs
+from dshift.io._fs import glob_base, has_glob, url_to_fs
 
 __all__ = [
     "SUCCESS_MARKER",
@@ -44,9 +44,9 @@ SUCCESS_MARKER = "_SUCCESS"
 COMMITTING_MARKER = "_DSHIFT_COMMITTING"
 
 
-def _norm(url: str, storage_options: Optional[dict]) -> tuple[str, str]:
+def _norm(url: str, storage_options: Optional[dict], what: str) -> tuple[str, str]:
     """(protocol, normalised path) for comparing locations."""
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, path = url_to_fs(url, storage_options or {}, what)
     proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     if isinstance(fs, LocalFileSystem):
         path = os.path.realpath(path)
@@ -73,13 +73,12 @@ def check_paths_disjoint(
     ------
     UserError
     """
-    in_proto, in_path = _norm(input_url, input_options)
-    out_proto, out_path = _norm(output_url, output_options)
+    in_proto, in_path = _norm(input_url, input_options, "input.path")
+    out_proto, out_path = _norm(output_url, output_options, "output.path")
     if in_proto != out_proto:
         return
     if has_glob(in_path):
-        first = min(in_path.find(c) for c in GLOB_CHARS if c in in_path)
-        static = in_path[:first].rsplit("/", 1)[0] or "/"  # directory holding the pattern
+        static = glob_base(in_path) or "/"  # directory holding the pattern
         prefixes = [out_path] + [out_path[:i] for i, ch in enumerate(out_path) if ch == "/" and i]
         if any(fnmatch.fnmatch(p, in_path) for p in prefixes):
             raise UserError(f"output.path {output_url!r} is inside the input {input_url!r}; write it elsewhere")
