@@ -92,6 +92,11 @@ def _dask_feature_names(X) -> np.ndarray | None:
     return None
 
 
+def prepare_array(X: da.Array) -> Prepared:
+    """A float64 Dask array its caller has already checked (the batch job's features)."""
+    return Prepared(as_row_chunked(X), True, working_dtype(X.dtype), None)
+
+
 def prepare(estimator, X, *, reset: bool) -> Prepared:
     """Validate ``X`` for ``estimator`` (fit when ``reset``, else predict) and chunk it.
 

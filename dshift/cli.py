@@ -145,7 +145,7 @@ def _prepare_validate(args: argparse.Namespace) -> _Job:
 
 def _validate(cfg: "Config", config: str) -> None:  # noqa: F821
     from dshift.io.outputs import OutputStage
-    from dshift.pipelines.cluster_parquet import open_job_input
+    from dshift.pipelines.cluster_parquet import open_job_input, precheck_seeds
     from dshift.pipelines.make_demo_data import exists
 
     notes = []
@@ -157,6 +157,7 @@ def _validate(cfg: "Config", config: str) -> None:  # noqa: F821
         filtered = " before input.filters" if source.filters else ""
         notes.append(f"input: {len(source.files.files)} files{pruned}, {source.n_rows_input:,} rows{filtered}, "
                      f"features {', '.join(source.feature_columns)}")
+        notes.append(precheck_seeds(cfg, source))
     try:
         OutputStage(cfg.output.path, cfg.output.storage_options, overwrite=cfg.output.overwrite).check()
     except UserError as exc:  # a condition of the next run, not of the config itself

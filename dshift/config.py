@@ -127,6 +127,11 @@ class ModelConfig(_Strict):
     min_bin_freq: int = Field(1, ge=1)
     cluster_all: bool = True
     max_iter: int = Field(300, ge=0)
+    # Batch runs only (the library never refuses): every seed is a climb, so a run with more
+    # seeds than this is refused before any shifting. A million seeds (every row of a
+    # million-row data set) take a couple of minutes on 2 cores; far more usually means
+    # bin_seeding: false on big data or a bandwidth far too small.
+    max_seeds: int = Field(1_000_000, ge=1)
 
 
 class TLSConfig(_Strict):

@@ -19,7 +19,7 @@ from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
-from dask.delayed import delayed
+from dask.delayed import Delayed, delayed
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
@@ -52,6 +52,7 @@ class FitResult(NamedTuple):
     bandwidth: float
     n_seeds: int
     timings: dict
+    centers_at: Delayed  # the centers, persisted where the merge left them (labelling uses them there)
 
 
 def _explicit_seeds(seeds, n_features: int) -> np.ndarray:
@@ -83,8 +84,10 @@ def fit_stages(
     ----------
     on_seeds : callable, optional
         Called as ``on_seeds(n_seeds, source)`` once the number of seeds is known and
-        before any shifting; ``source`` is ``"points"``, ``"bins"`` or ``"seeds"``. The
-        batch job refuses runs with too many seeds there; the library never does.
+        before any shifting. ``source`` is ``"seeds"`` (explicit), ``"bins"``, ``"points"``
+        (every row, bin seeding off) or ``"lone-bins"`` (bin seeding put every row in a bin
+        of its own, so every row is a seed). The batch job refuses runs with too many
+        seeds there; the library never does.
 
     Returns
     -------
@@ -149,7 +152,7 @@ def fit_stages(
         blocks = bin_seed_blocks(scanned, summary.n_kept, bin_size, min_bin_freq, n_jobs=n_jobs)
         n_seeds, source = summary.n_kept, "bins"
     else:  # every point is a seed
-        blocks, n_seeds, source = point_seed_blocks(X, samples), n_rows, "points"
+        blocks, n_seeds, source = point_seed_blocks(X, samples), n_rows, "lone-bins" if use_bins else "points"
     log.info("seeding: %s seeds from %s rows (%s)", f"{n_seeds:,}", f"{n_rows:,}", source)
     if on_seeds is not None:
         on_seeds(n_seeds, source)
@@ -167,7 +170,7 @@ def fit_stages(
     if not data.lazy:
         (labels,) = _dask.compute(labels, n_jobs=n_jobs)
         lap("assign")
-    return FitResult(centers, labels, climbed.n_iter, bandwidth, n_seeds, timings)
+    return FitResult(centers, labels, climbed.n_iter, bandwidth, n_seeds, timings, centers_kept)
 
 
 class MeanShift(ClusterMixin, BaseEstimator):

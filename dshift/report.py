@@ -29,6 +29,17 @@ __all__ = [
 
 MODEL_FORMAT = "dshift-meanshift-model/1"
 
+MAX_JSON_CENTERS = 10_000
+"""Beyond this many clusters the centers go to ``centers.parquet`` next to ``model.json``
+(JSON of millions of coordinates takes longer to write and read than the job's labelling)."""
+
+CENTERS_FILE = "centers.parquet"
+
+MAX_REPORTED_SIZES = 1_000
+"""``report.json`` lists the sizes of at most this many clusters (the largest)."""
+
+MAX_PLOTTED_CENTERS = 1_000
+
 
 def dshift_version() -> str:
     """The installed dshift version."""
@@ -94,13 +105,15 @@ def model_dict(
     dict
     """
     centers = np.asarray(centers, dtype=np.float64)
+    many = len(centers) > MAX_JSON_CENTERS
     return {
         "format": MODEL_FORMAT,
         "dshift_version": dshift_version(),
         "feature_columns": list(feature_columns),
         "n_features": int(centers.shape[1]),
         "n_clusters": int(centers.shape[0]),
-        "cluster_centers": centers.tolist(),
+        "cluster_centers": None if many else centers.tolist(),
+        "cluster_centers_file": CENTERS_FILE if many else None,
         "bandwidth": float(bandwidth),
         "cluster_all": bool(params.get("cluster_all", True)),
         "label_column": label_column,
@@ -109,15 +122,46 @@ def model_dict(
     }
 
 
-def load_model(model: Any, source: str) -> dict[str, Any]:
-    """Validate a parsed ``model.json``.
+def centers_parquet(centers: np.ndarray, feature_columns: Sequence[str]) -> bytes:
+    """``centers.parquet``: one row per cluster in label order, one float64 column per feature."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({c: np.asarray(centers, dtype=np.float64)[:, j] for j, c in enumerate(feature_columns)})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    return buf.getvalue().to_pybytes()
+
+
+def _read_centers_file(model: dict, source: str, storage_options: Optional[dict]) -> Any:
+    import posixpath
+
+    import fsspec
+    import pyarrow.parquet as pq
+
+    path = posixpath.join(posixpath.dirname(source), str(model["cluster_centers_file"]))
+    try:
+        with fsspec.open(path, "rb", **(storage_options or {})) as fh:
+            table = pq.read_table(fh)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"model {source!r}: cannot read its centers file {path!r}: {exc}") from None
+    missing = [c for c in model["feature_columns"] if c not in table.column_names]
+    if missing:
+        raise UserError(f"model {source!r}: {path!r} lacks the feature columns {', '.join(map(repr, missing))}")
+    return np.column_stack([table.column(c).to_numpy() for c in model["feature_columns"]])
+
+
+def load_model(model: Any, source: str, storage_options: Optional[dict] = None) -> dict[str, Any]:
+    """Validate a parsed ``model.json`` (and read its ``centers.parquet`` when it has one).
 
     Parameters
     ----------
     model : Any
         The parsed JSON.
     source : str
-        File name, for messages.
+        Its path or URL (for messages, and to find a centers file next to it).
+    storage_options : dict, optional
+        fsspec options for the centers file.
 
     Returns
     -------
@@ -134,6 +178,8 @@ def load_model(model: Any, source: str) -> dict[str, Any]:
     for key in ("cluster_centers", "bandwidth", "feature_columns"):
         if key not in model:
             raise UserError(f"model {source!r}: missing key {key!r} (is this a dshift model.json?)")
+    if model.get("cluster_centers_file") and isinstance(model["feature_columns"], list):
+        model = {**model, "cluster_centers": _read_centers_file(model, source, storage_options)}
     try:
         centers = np.asarray(model["cluster_centers"], dtype=np.float64)
     except (TypeError, ValueError):
@@ -181,7 +227,9 @@ def report_dict(
     n_rows_fit : int
         Rows the model was fitted on (fewer under ``nan_policy: drop``).
     cluster_sizes : mapping
-        Label -> rows; -1 included when present. Keys become strings in JSON.
+        Label -> rows; -1 included when present. Keys become strings in JSON. Beyond
+        :data:`MAX_REPORTED_SIZES` clusters only the largest are listed (and -1), and
+        ``cluster_sizes_omitted`` counts the others.
     timings : mapping
         Phase -> seconds.
     Other parameters are copied as they are.
@@ -205,12 +253,25 @@ def report_dict(
         "n_seeds": None if n_seeds is None else int(n_seeds),
         "n_clusters": int(n_clusters),
         "n_iter": None if n_iter is None else int(n_iter),
-        "cluster_sizes": {str(int(k)): int(v) for k, v in sorted(cluster_sizes.items())},
+        "cluster_sizes": {str(int(k)): int(v) for k, v in sorted(_largest(cluster_sizes).items())},
+        "cluster_sizes_omitted": max(len([k for k in cluster_sizes if k >= 0]) - MAX_REPORTED_SIZES, 0),
         "timings": {k: round(float(v), 4) for k, v in timings.items()},
     }
     if extra:
         report.update(extra)
     return report
+
+
+def _largest(sizes: Mapping[int, int]) -> dict[int, int]:
+    """The outliers' count and the :data:`MAX_REPORTED_SIZES` largest clusters."""
+    clusters = {k: v for k, v in sizes.items() if k >= 0}
+    if len(clusters) <= MAX_REPORTED_SIZES:
+        return dict(sizes)
+    keys = np.fromiter(clusters, dtype=np.int64, count=len(clusters))
+    counts = np.fromiter(clusters.values(), dtype=np.int64, count=len(clusters))
+    top = np.lexsort((keys, -counts))[:MAX_REPORTED_SIZES]
+    kept = {int(keys[i]): int(counts[i]) for i in top}
+    return {**({-1: sizes[-1]} if -1 in sizes else {}), **kept}
 
 
 def _projection(
@@ -275,11 +336,13 @@ def plot_png(
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
 
-    pts, ctr, xlabel, ylabel = _projection(sample, centers, feature_columns, x, y)
+    k = len(centers)
+    # The most populated clusters come first; millions of markers would say nothing.
+    pts, ctr, xlabel, ylabel = _projection(sample, np.asarray(centers)[:MAX_PLOTTED_CENTERS], feature_columns, x, y)
     labels = sample[label_column].to_numpy()
     fig = Figure(figsize=(8, 6.5), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    n_colors = 10 if len(centers) <= 10 else 20
+    n_colors = 10 if k <= 10 else 20
     cmap = matplotlib.colormaps[f"tab{n_colors}"]
     noise = labels < 0
     if noise.any():
@@ -287,10 +350,11 @@ def plot_png(
     ok = ~noise
     if ok.any():
         ax.scatter(pts[ok, 0], pts[ok, 1], s=3, c=[cmap(int(k) % n_colors) for k in labels[ok]], alpha=0.6, linewidths=0)
-    ax.scatter(ctr[:, 0], ctr[:, 1], marker="X", s=260, c=[cmap(k % n_colors) for k in range(len(ctr))],
-               edgecolors="black", linewidths=1.5, zorder=3, label="centers")
-    k = len(ctr)
-    ax.set_title(f"Mean shift: {k} cluster{'s' if k != 1 else ''}, bandwidth {_fmt(bandwidth)} "
+    few = len(ctr) <= 100
+    ax.scatter(ctr[:, 0], ctr[:, 1], marker="X", s=260 if few else 40, c=[cmap(i % n_colors) for i in range(len(ctr))],
+               edgecolors="black", linewidths=1.5 if few else 0.5, zorder=3,
+               label="centers" if len(ctr) == k else f"centers of the {len(ctr):,} most populated clusters")
+    ax.set_title(f"Mean shift: {k:,} cluster{'s' if k != 1 else ''}, bandwidth {_fmt(bandwidth)} "
                  f"({len(sample):,} sampled points)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

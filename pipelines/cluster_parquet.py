@@ -15,18 +15,22 @@ import logging
 import sys
 from typing import Any, Optional, Sequence
 
-from dshift import MeanShift, estimate_bandwidth
+import numpy as np
+
+from dshift import estimate_bandwidth
+from dshift._input import prepare_array
 from dshift.cluster import connect, persist_policy
 from dshift.config import Config, ModelConfig, load_config
 from dshift.errors import UserError
+from dshift.estimator import FitResult, fit_stages
 from dshift.io.dataset import read_errors_as_user_errors
 from dshift.io.inputs import InputSource, open_input, scan_input
 from dshift.io.labels import check_partition_by, label_frame, write_labels
 from dshift.io.outputs import OutputStage, check_paths_disjoint, write_bytes, write_json
 from dshift.pipelines.make_demo_data import exists, make_demo_data
-from dshift.report import Stopwatch, model_dict, plot_png, report_dict
+from dshift.report import Stopwatch, centers_parquet, model_dict, plot_png, report_dict
 
-__all__ = ["run", "open_job_input", "choose_bandwidth", "fit_model", "main"]
+__all__ = ["run", "open_job_input", "choose_bandwidth", "fit_model", "check_seed_count", "precheck_seeds", "main"]
 
 logger = logging.getLogger("dshift.batch")
 
@@ -61,6 +65,8 @@ def run(config: Config) -> dict[str, Any]:
     output.check()
     make_demo = cfg.demo is not None and not exists(cfg.input.path, so_in)
     source = None if make_demo else open_job_input(cfg)
+    if source is not None:
+        logger.info("%s", precheck_seeds(cfg, source))
 
     with connect(cfg.cluster) as _client, persist_policy(cfg.cluster.persist):
         if make_demo:
@@ -75,14 +81,14 @@ def run(config: Config) -> dict[str, Any]:
             bandwidth, estimated = choose_bandwidth(data.X, cfg.model)
 
         with read_errors_as_user_errors(cfg.input.path):  # every pass reads the input again
-            model = fit_model(data.X, bandwidth, cfg.model)
-        clock.timings.update(model.timings_)
-        centers = model.cluster_centers_
+            fit = fit_model(data.X, bandwidth, cfg.model)
+        clock.timings.update(fit.timings)
+        centers = fit.cluster_centers
 
         with output:
             with clock.phase("label_write"):
                 logger.info("labelling: %s rows, writing %s/labels/", f"{data.n_rows:,}", cfg.output.path)
-                labelled = label_frame(data.data, data.feature_columns, centers, model.bandwidth_,
+                labelled = label_frame(data.data, data.feature_columns, fit.centers_at, fit.bandwidth,
                                        cfg.model.cluster_all, cfg.output.label_column)
                 sizes, sample = write_labels(
                     labelled, output.url_for("labels"), label_column=cfg.output.label_column,
@@ -93,21 +99,24 @@ def run(config: Config) -> dict[str, Any]:
                 )
 
             with clock.phase("model_report_plot"):
-                write_json(output.url_for("model.json"), model_dict(
-                    centers=centers, bandwidth=model.bandwidth_, feature_columns=data.feature_columns,
-                    params=cfg.model.model_dump(), n_iter=model.n_iter_,
-                    label_column=cfg.output.label_column), so_out)
+                model = model_dict(centers=centers, bandwidth=fit.bandwidth, feature_columns=data.feature_columns,
+                                   params=cfg.model.model_dump(), n_iter=fit.n_iter,
+                                   label_column=cfg.output.label_column)
+                write_json(output.url_for("model.json"), model, so_out)
+                if model["cluster_centers_file"]:
+                    write_bytes(output.url_for(model["cluster_centers_file"]),
+                                centers_parquet(centers, data.feature_columns), so_out)
                 if cfg.plot is not None and sample is not None:
                     write_bytes(output.url_for("clusters.png"), plot_png(
                         sample, centers, feature_columns=data.feature_columns,
-                        label_column=cfg.output.label_column, bandwidth=model.bandwidth_,
+                        label_column=cfg.output.label_column, bandwidth=fit.bandwidth,
                         x=cfg.plot.x, y=cfg.plot.y), so_out)
 
             clock.timings["total"] = clock.total()
             report = report_dict(
                 n_rows=data.n_rows, n_rows_fit=data.n_rows_fit, feature_columns=data.feature_columns,
-                bandwidth=model.bandwidth_, bandwidth_estimated=estimated, n_seeds=model.n_seeds_,
-                n_clusters=len(centers), n_iter=model.n_iter_, cluster_sizes=sizes, timings=clock.timings,
+                bandwidth=fit.bandwidth, bandwidth_estimated=estimated, n_seeds=fit.n_seeds,
+                n_clusters=len(centers), n_iter=fit.n_iter, cluster_sizes=sizes, timings=clock.timings,
                 input_path=cfg.input.path, output_path=cfg.output.path, nan_policy=cfg.input.nan_policy,
                 extra=data.report_fields(),
             )
@@ -177,29 +186,106 @@ def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
     return bandwidth, True
 
 
-def fit_model(X, bandwidth: float, model: ModelConfig) -> MeanShift:
-    """Fit MeanShift on the cluster; engine data errors become UserError.
+def fit_model(X, bandwidth: float, model: ModelConfig) -> FitResult:
+    """Fit mean shift on the cluster (dshift's stages); engine data errors become UserError.
 
     Parameters
     ----------
     X : dask.array.Array
-        Features.
+        Float64 features, checked by :func:`dshift.io.inputs.scan_input`.
     bandwidth : float
         > 0.
     model : ModelConfig
-        ``model:`` section.
+        ``model:`` section; ``max_seeds`` is enforced before any shifting.
 
     Returns
     -------
-    MeanShift
-        Fitted (``labels_`` is lazy and not used).
+    FitResult
+        Its centers stay on the workers too (``centers_at``), for the labelling pass.
     """
-    estimator = MeanShift(bandwidth=bandwidth, bin_seeding=model.bin_seeding, min_bin_freq=model.min_bin_freq,
-                          cluster_all=model.cluster_all, max_iter=model.max_iter)
+
+    def guard(n_seeds: int, source: str) -> None:
+        check_seed_count(n_seeds, source, model, bandwidth)
+
     try:
-        return estimator.fit(X)
+        return fit_stages(prepare_array(X), bandwidth=bandwidth, seeds=None, bin_seeding=model.bin_seeding,
+                          min_bin_freq=model.min_bin_freq, cluster_all=model.cluster_all,
+                          max_iter=model.max_iter, n_jobs=None, on_seeds=guard)
     except ValueError as exc:  # e.g. no bin reaches min_bin_freq, no point within bandwidth
         raise UserError(f"model: {exc}") from None
+
+
+def check_seed_count(n_seeds: int, source: str, model: ModelConfig, bandwidth: Optional[float]) -> None:
+    """Refuse a run whose seeds exceed ``model.max_seeds``, naming the cause and the fix.
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds the run would climb (a lower bound is fine: ``dshift validate`` counts a sample).
+    source : str
+        Where they come from (see :func:`dshift.estimator.fit_stages`).
+    model : ModelConfig
+    bandwidth : float, optional
+        The bandwidth in use (for the message).
+
+    Raises
+    ------
+    UserError
+    """
+    if n_seeds <= model.max_seeds:
+        return
+    if source == "points":
+        cause, fix = "bin_seeding: false makes every row a seed", "set model.bin_seeding: true"
+    else:
+        alone = "every row in a bin of its own" if source == "lone-bins" else "that many grid bins"
+        cause = (f"bin seeding with bandwidth {bandwidth:g} gives {alone}: the bandwidth is far below the "
+                 "data's spread")
+        fix = "raise model.bandwidth (or set it to null to estimate it)"
+    raise UserError(f"model.max_seeds: {n_seeds:,} seeds would climb, more than model.max_seeds={model.max_seeds:,} "
+                    f"({cause}); {fix}, or raise model.max_seeds")
+
+
+SEED_SAMPLE_ROWS = 100_000
+"""Rows read to count bin seeds before a run (from the first partition)."""
+
+
+def precheck_seeds(cfg: Config, source: InputSource) -> str:
+    """What can be told of the seeds before reading the data set (``dshift validate``, and
+    ``dshift run`` before it starts a cluster).
+
+    Every row is a seed without bin seeding: the footers count them (an upper bound under
+    row filters, so only a note then). With bin seeding and a given bandwidth, the bins of the
+    first rows of the first file are counted: a lower bound on the bins, or, when every sampled
+    row sits alone in its bin, a sign that every row will be a seed.
+
+    Returns
+    -------
+    str
+        A note for the validate report.
+
+    Raises
+    ------
+    UserError
+        When the run would be refused for ``model.max_seeds``.
+    """
+    model, rows = cfg.model, source.n_rows_input
+    if not model.bin_seeding:
+        if source.filters is None:
+            check_seed_count(rows, "points", model, model.bandwidth)
+            return f"seeds: {rows:,} (every row)"
+        return f"seeds: up to {rows:,} (every row that passes input.filters)"
+    if model.bandwidth is None:
+        return "seeds: grid bins, counted when the job reads the data (the bandwidth is estimated then)"
+    from dshift.seeding import bin_table
+
+    sample = source.features.get_partition(0).head(SEED_SAMPLE_ROWS, compute=True).to_numpy(dtype=np.float64)
+    sample = sample[np.isfinite(sample).all(axis=1)]
+    n_bins = len(bin_table(sample, model.bandwidth).counts)
+    if len(sample) > 1 and n_bins == len(sample):
+        check_seed_count(rows, "lone-bins", model, model.bandwidth)
+        return f"seeds: likely every row ({rows:,}): each of {len(sample):,} sampled rows is alone in its bin"
+    check_seed_count(n_bins, "bins", model, model.bandwidth)
+    return f"seeds: at least {n_bins:,} grid bins ({len(sample):,} rows sampled)"
 
 
 def _check_plot_columns(cfg: Config, feature_columns: list[str]) -> None:

@@ -76,7 +76,7 @@ def run(
     """
     clock = Stopwatch()
     so = storage_options or {}
-    model = load_model(read_json(model_path, so, what="--model"), model_path)
+    model = load_model(read_json(model_path, so, what="--model"), model_path, so)
     n_features = model["cluster_centers"].shape[1]
     label_column = label_column or model.get("label_column") or "cluster"
     if columns is not None and len(columns) != n_features:

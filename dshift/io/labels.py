@@ -25,7 +25,7 @@ __all__ = ["label_partition", "label_frame", "check_partition_by", "write_labels
 def label_partition(
     df: pd.DataFrame,
     feature_columns: Sequence[str],
-    centers: np.ndarray,
+    centers,
     bandwidth: float,
     cluster_all: bool,
     label_column: str,
@@ -41,8 +41,8 @@ def label_partition(
         One partition with every input column.
     feature_columns : sequence of str
         The features, in model order.
-    centers : numpy.ndarray
-        Cluster centers (k, d).
+    centers : numpy.ndarray of shape (k, d) or dshift.assigning.CenterIndex
+        Cluster centers, or their index (prepared once for all partitions).
     bandwidth : float
         The model's bandwidth.
     cluster_all : bool
@@ -70,18 +70,25 @@ def label_partition(
 def label_frame(
     data: dd.DataFrame,
     feature_columns: Sequence[str],
-    centers: np.ndarray,
+    centers,
     bandwidth: float,
     cluster_all: bool,
     label_column: str,
 ) -> dd.DataFrame:
-    """Lazily label every partition of ``data`` (see :func:`label_partition`)."""
+    """Lazily label every partition of ``data`` (see :func:`label_partition`).
+
+    ``centers`` is an array on the driver or a Delayed already on the workers (a fit's
+    persisted centers); either way their index is built once, where they are, and every
+    partition's task uses it.
+    """
+    from dshift.assigning import shared_center_index
+
     meta = data._meta.copy()
     meta[label_column] = np.array([], dtype=np.int64)
     return data.map_partitions(
         label_partition,
         list(feature_columns),
-        np.asarray(centers, dtype=np.float64),
+        shared_center_index(centers),
         float(bandwidth),
         bool(cluster_all),
         label_column,
