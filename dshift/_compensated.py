@@ -11,13 +11,39 @@ results identical across chunk sizes, schedulers and traversal orders, and lets
 seeds whose balls hold the same points reach bit-identical means (which
 scikit-learn's result dictionary relies on).
 
+Weighted points add ``w * p`` exactly: the product's rounding error comes from a fused
+multiply-add (:func:`two_prod`) and joins the error part, so a row of integer weight ``w``
+contributes exactly what ``w`` copies of it would.
+
 The kernels must be compiled without fastmath: re-association destroys ``two_sum``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM's fma: exact even where the CPU has no FMA unit)."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        fma = builder.module.declare_intrinsic("llvm.fma", [double], ir.FunctionType(double, [double] * 3))
+        return builder.call(fma, args)
+
+    return sig, codegen
+
+
+@njit(inline="always", cache=True)
+def two_prod(a: float, b: float) -> tuple[float, float]:
+    """Return ``(h, l)`` with ``h = fl(a * b)`` and ``a * b = h + l`` exactly."""
+    h = a * b
+    return h, _fma(a, b, -h)
 
 
 @njit(inline="always", cache=True)
@@ -38,6 +64,15 @@ def add_value(s: np.ndarray, c: np.ndarray, j: int, x: float) -> None:
 
 
 @njit(inline="always", cache=True)
+def add_product(s: np.ndarray, c: np.ndarray, j: int, w: float, x: float) -> None:
+    """Add ``w * x`` (exactly, see :func:`two_prod`) into ``(s[j], c[j])`` in place."""
+    h, low = two_prod(w, x)
+    t, e = two_sum(s[j], h)
+    s[j] = t
+    c[j] += e + low
+
+
+@njit(inline="always", cache=True)
 def add_pair(s: np.ndarray, c: np.ndarray, j: int, s2: float, c2: float) -> None:
     """Add the compensated sum ``(s2, c2)`` into ``(s[j], c[j])`` in place."""
     t, e = two_sum(s[j], s2)
@@ -45,25 +80,25 @@ def add_pair(s: np.ndarray, c: np.ndarray, j: int, s2: float, c2: float) -> None
     c[j] += e + c2
 
 
-def combine(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """Add two partial ball-sum results ``(count, s, c)`` elementwise (vectorised).
+def combine(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Add two compensated sums ``(s, c)`` elementwise (vectorised).
 
     Parameters
     ----------
     a, b : tuple of ndarray
-        ``(count (k,), s (k, d), c (k, d))`` for the same k seeds.
+        ``(s, c)`` of the same shape (partial ball sums of the same seeds).
 
     Returns
     -------
     tuple of ndarray
         The compensated sum of both.
     """
-    count_a, s_a, c_a = a
-    count_b, s_b, c_b = b
+    s_a, c_a = a
+    s_b, c_b = b
     s = s_a + s_b
     bb = s - s_a
     e = (s_a - (s - bb)) + (s_b - bb)
-    return count_a + count_b, s, c_a + c_b + e
+    return s, c_a + c_b + e
 
 
 def finish(s: np.ndarray, c: np.ndarray) -> np.ndarray:

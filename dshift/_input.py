@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from dshift import _dask
 
@@ -36,6 +37,42 @@ class Prepared(NamedTuple):
     lazy: bool  # the caller gave Dask input: results that scale with n stay lazy
     dtype: np.dtype  # working dtype of means and centers (float32 or float64)
     local: np.ndarray | None  # the validated NumPy array for in-memory input
+    weights: da.Array | None = None  # (n,) float64 sample weights, chunked like the rows
+    local_weights: np.ndarray | None = None  # the validated NumPy weights for in-memory input
+    weights_checked: bool = True  # False: Dask weights, checked in the first pass (see check_weights)
+
+
+def weight_checks(weights: da.Array) -> list:
+    """Lazy counts that decide whether Dask weights are valid (compute them with the first pass)."""
+    return [da.isnan(weights).sum(), da.isinf(weights).sum(), (weights < 0).sum(), (weights > 0).sum()]
+
+
+def check_weights(n_nan: int, n_inf: int, n_negative: int, n_positive: int) -> None:
+    """Raise scikit-learn's ``_check_sample_weight`` errors from :func:`weight_checks`' counts."""
+    if n_nan:
+        raise ValueError("Input sample_weight contains NaN.")
+    if n_inf:
+        raise ValueError("Input sample_weight contains infinity or a value too large for dtype('float64').")
+    if n_negative:
+        raise ValueError("Negative values in data passed to `sample_weight`.")
+    if not n_positive:
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+
+
+def _dask_weights(sample_weight, n_rows: int, row_chunks: tuple) -> tuple[da.Array, bool]:
+    """Sample weights for row-chunked Dask data: ``(weights, checked)``."""
+    if isinstance(sample_weight, (da.Array, dd.Series, dd.DataFrame)):
+        w = sample_weight.to_dask_array(lengths=True) if isinstance(sample_weight, (dd.Series, dd.DataFrame)) \
+            else sample_weight
+        if any(np.isnan(c) for c in w.chunks[0]):
+            w = w.compute_chunk_sizes()
+        if w.ndim == 2 and w.shape[1] == 1:  # a one-column frame
+            w = w.reshape(-1)
+        if w.ndim != 1 or w.shape[0] != n_rows:
+            raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n_rows},)!")
+        return w.astype(np.float64).rechunk((row_chunks,)), False
+    w = _check_sample_weight(sample_weight, np.empty((n_rows, 0)), ensure_non_negative=True)
+    return da.from_array(np.asarray(w, dtype=np.float64), chunks=(row_chunks,)), True
 
 
 def is_dask(X) -> bool:
@@ -92,13 +129,23 @@ def _dask_feature_names(X) -> np.ndarray | None:
     return None
 
 
-def prepare_array(X: da.Array) -> Prepared:
-    """A float64 Dask array its caller has already checked (the batch job's features)."""
-    return Prepared(as_row_chunked(X), True, working_dtype(X.dtype), None)
+def prepare_weights(sample_weight, X: da.Array) -> da.Array:
+    """Sample weights for the rows of ``X``, checked now (for the eager functions)."""
+    weights, checked = _dask_weights(sample_weight, X.shape[0], X.chunks[0])
+    if not checked:
+        check_weights(*dask.compute(*weight_checks(weights)))
+    return weights
 
 
-def prepare(estimator, X, *, reset: bool) -> Prepared:
-    """Validate ``X`` for ``estimator`` (fit when ``reset``, else predict) and chunk it.
+def prepare_array(X: da.Array, weights: da.Array | None = None) -> Prepared:
+    """A float64 Dask array (and weights) its caller has already checked (the batch job's)."""
+    arr = as_row_chunked(X)
+    w = None if weights is None else weights.rechunk((arr.chunks[0],))
+    return Prepared(arr, True, working_dtype(X.dtype), None, w)
+
+
+def prepare(estimator, X, *, reset: bool, sample_weight=None) -> Prepared:
+    """Validate ``X`` (and ``sample_weight``) for ``estimator`` and chunk it.
 
     Parameters
     ----------
@@ -107,14 +154,29 @@ def prepare(estimator, X, *, reset: bool) -> Prepared:
     X : array-like, pandas DataFrame, Dask array or Dask DataFrame
     reset : bool
         True in ``fit``; False checks the feature count against the fitted one.
+    sample_weight : array-like, Dask array or Series, str, optional
+        Non-negative weights, one per row (scikit-learn's checks and errors). For a Dask
+        DataFrame, the name of one of its columns (then not a feature). Dask weights are
+        checked lazily: see :func:`weight_checks`.
 
     Returns
     -------
     Prepared
     """
+    if isinstance(sample_weight, str):
+        if not isinstance(X, (dd.DataFrame, pd.DataFrame)) or sample_weight not in X.columns:
+            raise ValueError(f"sample_weight={sample_weight!r} names no column of X.")
+        X, sample_weight = X.drop(columns=[sample_weight]), X[sample_weight]
     if not is_dask(X):
         Xv = validate_data(estimator, X, reset=reset)
-        return Prepared(as_row_chunked(Xv), False, working_dtype(Xv.dtype), Xv)
+        arr = as_row_chunked(Xv)
+        if sample_weight is None:
+            return Prepared(arr, False, working_dtype(Xv.dtype), Xv)
+        if is_dask(sample_weight):
+            weights, checked = _dask_weights(sample_weight, len(Xv), arr.chunks[0])
+            return Prepared(arr, False, working_dtype(Xv.dtype), Xv, weights, None, checked)
+        w = np.asarray(_check_sample_weight(sample_weight, Xv, ensure_non_negative=True), dtype=np.float64)
+        return Prepared(arr, False, working_dtype(Xv.dtype), Xv, da.from_array(w, chunks=(arr.chunks[0],)), w)
     arr = as_row_chunked(X)
     n_rows, n_features = arr.shape
     if reset:
@@ -133,4 +195,7 @@ def prepare(estimator, X, *, reset: bool) -> Prepared:
             f"X has {n_features} features, but {type(estimator).__name__} is expecting "
             f"{estimator.n_features_in_} features as input."
         )
-    return Prepared(arr, True, working_dtype(arr.dtype), None)
+    if sample_weight is None:
+        return Prepared(arr, True, working_dtype(arr.dtype), None)
+    weights, checked = _dask_weights(sample_weight, n_rows, arr.chunks[0])
+    return Prepared(arr, True, working_dtype(arr.dtype), None, weights, None, checked)

@@ -50,7 +50,7 @@ def center_index(centers: np.ndarray) -> CenterIndex:
     wide = np.ascontiguousarray(centers, dtype=np.float64)
     if len(wide) <= BRUTE_MAX:
         return CenterIndex(wide, None, None)
-    tree, perm = build_tree(wide, LEAF_SIZE)
+    tree, perm = build_tree(wide, leaf_size=LEAF_SIZE)
     return CenterIndex(wide, tree, perm)
 
 

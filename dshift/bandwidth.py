@@ -9,7 +9,9 @@ beyond :data:`MAX_EXACT_ROWS` rows, or on Dask input, it uses a reproducible sam
 from __future__ import annotations
 
 import logging
+import math
 
+import dask
 import numpy as np
 from numba import njit
 
@@ -43,6 +45,70 @@ def _kth_distances(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+@njit(nogil=True, cache=True)
+def _kth_distances_weighted(x: np.ndarray, w: np.ndarray, threshold: float) -> np.ndarray:
+    """Per row, the distance at which the weight of the rows around it reaches ``threshold``
+    (the row itself first): the k-th neighbour distance of the data with every row repeated."""
+    m, d = x.shape
+    out = np.empty(m)
+    dist = np.empty(m)
+    for i in range(m):
+        for r in range(m):
+            acc = 0.0
+            for j in range(d):
+                t = x[i, j] - x[r, j]
+                acc += t * t
+            dist[r] = acc
+        dist[i] = -1.0  # the row itself comes first, whatever its duplicates
+        order = np.argsort(dist)
+        dist[i] = 0.0
+        covered = 0.0
+        out[i] = np.sqrt(dist[order[m - 1]])
+        for r in order:
+            covered += w[r]
+            if covered >= threshold:
+                out[i] = np.sqrt(dist[r])
+                break
+    return out
+
+
+def _batched_mean(dist: np.ndarray) -> np.float64:
+    """scikit-learn's mean: per-batch sums of 500 rows, added up, over the row count."""
+    total = np.float64(0.0)
+    for b in range(0, len(dist), _BATCH):
+        total += dist[b : b + _BATCH].sum()
+    return total / len(dist)
+
+
+def weighted_kth_neighbour_mean(x: np.ndarray, w: np.ndarray, quantile: float) -> np.float64:
+    """The bandwidth formula for rows ``x`` standing for ``w`` rows each (pure NumPy in, float out).
+
+    Integer weights give scikit-learn's number on ``np.repeat(x, w, axis=0)`` exactly (same
+    distances, same summation order); other weights the same formula with the weighted
+    quantile ``sum(w) * quantile`` and the weighted mean.
+
+    Parameters
+    ----------
+    x : ndarray of shape (m, d)
+    w : ndarray of shape (m,)
+        Positive weights.
+    quantile : float
+
+    Returns
+    -------
+    float
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    if np.all(w == np.round(w)):
+        counts = w.astype(np.int64)
+        n_rep = int(counts.sum())
+        dist = _kth_distances_weighted(x, w, float(max(int(n_rep * quantile), 1)))
+        return _batched_mean(np.repeat(dist, counts))
+    dist = _kth_distances_weighted(x, w, math.fsum(w) * quantile)
+    return np.float64(math.fsum(w * dist) / math.fsum(w))
+
+
 def kth_neighbour_mean(x: np.ndarray, quantile: float) -> np.float64:
     """scikit-learn's bandwidth formula on exactly the rows ``x`` (pure NumPy in, float out).
 
@@ -59,11 +125,7 @@ def kth_neighbour_mean(x: np.ndarray, quantile: float) -> np.float64:
     """
     m = len(x)
     k = max(int(m * quantile), 1)
-    dist = _kth_distances(np.ascontiguousarray(x, dtype=np.float64), min(k, m))
-    total = np.float64(0.0)
-    for b in range(0, m, _BATCH):
-        total += dist[b : b + _BATCH].sum()
-    return total / m
+    return _batched_mean(_kth_distances(np.ascontiguousarray(x, dtype=np.float64), min(k, m)))
 
 
 def sample_rows(n_rows: int, n_samples: int, random_state) -> np.ndarray:
@@ -86,7 +148,7 @@ def sample_rows(n_rows: int, n_samples: int, random_state) -> np.ndarray:
 
 
 def estimate_bandwidth(
-    X, *, quantile: float = 0.3, n_samples: int | None = None, random_state=0, n_jobs=None
+    X, *, quantile: float = 0.3, n_samples: int | None = None, random_state=0, n_jobs=None, sample_weight=None
 ) -> np.float64:
     """Estimate the bandwidth to use with mean shift (scikit-learn's definition).
 
@@ -105,6 +167,12 @@ def estimate_bandwidth(
         Seed of the sample; scikit-learn's rows for up to 10,000,000 input rows.
     n_jobs : int, optional
         Accepted for compatibility; the computation is a compiled single-thread kernel.
+    sample_weight : array-like or Dask array of shape (n,), optional
+        Non-negative weights (dshift extension). Integer weights in memory stand for
+        repeated rows: the result is scikit-learn's on ``np.repeat(X, w, axis=0)`` (its rows
+        sampled as above when there are more than 10,000 of them). Other weights, and Dask
+        weights, use the weighted formula (k-th neighbour by weight, weighted mean) on all
+        rows of positive weight, or on a reproducible sample of rows.
 
     Returns
     -------
@@ -116,24 +184,50 @@ def estimate_bandwidth(
         raise ValueError(f"quantile must be in [0, 1], got {quantile!r}")
     if n_samples is not None and (int(n_samples) != n_samples or n_samples < 1):
         raise ValueError(f"n_samples must be a positive integer or None, got {n_samples!r}")
-    lazy = _input.is_dask(X)
+    lazy = _input.is_dask(X) or _input.is_dask(sample_weight)
     arr = _input.as_row_chunked(X) if lazy else None
-    n_rows = arr.shape[0] if lazy else len(X)
-    if n_samples is None and (lazy or n_rows > MAX_EXACT_ROWS):
-        n_samples = MAX_EXACT_ROWS
-        log.info("estimate_bandwidth: using a reproducible sample of %d of %d rows", min(n_samples, n_rows), n_rows)
-    rows = None if n_samples is None else sample_rows(n_rows, int(n_samples), random_state)
-    if lazy:
-        order = np.argsort(rows, kind="stable")
-        fetched = np.empty((len(rows), arr.shape[1]), dtype=arr.dtype)
-        fetched[order] = arr[rows[order]].compute()
-        x = fetched
-    else:
+    if not lazy:
         from sklearn.utils import check_array
+        from sklearn.utils.validation import _check_sample_weight
 
         x = check_array(X)
-        if rows is not None:
-            x = x[rows]
+        if sample_weight is not None:
+            w = np.asarray(_check_sample_weight(sample_weight, x, ensure_non_negative=True), dtype=np.float64)
+            if np.all(w == np.round(w)):  # repeated rows: sample them as scikit-learn would
+                rows = _sample(int(w.sum()), n_samples, random_state, repeated=True)
+                if rows is None:
+                    return _finite(weighted_kth_neighbour_mean, x[w > 0], w[w > 0], quantile)
+                return _finite(kth_neighbour_mean, x[np.searchsorted(np.cumsum(w), rows, side="right")], quantile)
+            keep = np.flatnonzero(w > 0)
+            rows = _sample(len(keep), n_samples, random_state)
+            keep = keep if rows is None else keep[rows]
+            return _finite(weighted_kth_neighbour_mean, x[keep], w[keep], quantile)
+        rows = _sample(len(x), n_samples, random_state)
+        return _finite(kth_neighbour_mean, x if rows is None else x[rows], quantile)
+    rows = _sample(arr.shape[0], n_samples or MAX_EXACT_ROWS, random_state)
+    order = np.argsort(rows, kind="stable")
+    x = np.empty((len(rows), arr.shape[1]), dtype=arr.dtype)
+    if sample_weight is None:
+        x[order] = arr[rows[order]].compute()
+        return _finite(kth_neighbour_mean, x, quantile)
+    weights = _input.prepare_weights(sample_weight, arr)
+    w = np.empty(len(rows))
+    x[order], w[order] = dask.compute(arr[rows[order]], weights[rows[order]])
+    return _finite(weighted_kth_neighbour_mean, x[w > 0], w[w > 0], quantile)
+
+
+def _sample(n_rows: int, n_samples: int | None, random_state, repeated: bool = False) -> np.ndarray | None:
+    """Rows to use (None: all of them), logging when a large input is sampled."""
+    if n_samples is None:
+        if n_rows <= MAX_EXACT_ROWS:
+            return None
+        n_samples = MAX_EXACT_ROWS
+        log.info("estimate_bandwidth: using a reproducible sample of %d of %d %srows", n_samples, n_rows,
+                 "repeated " if repeated else "")
+    return sample_rows(n_rows, int(n_samples), random_state)
+
+
+def _finite(formula, x: np.ndarray, *args) -> np.float64:
     if not np.isfinite(x).all():
         raise _input.NonFiniteError.rows()
-    return np.float64(kth_neighbour_mean(x, quantile))
+    return np.float64(formula(x, *args))

@@ -37,6 +37,7 @@ from dshift.seeding import (
     scan,
     scan_graph,
     summarize_scan,
+    weight_blocks,
 )
 from dshift.shifting import blocks_from_array, climb
 
@@ -104,9 +105,12 @@ def fit_stages(
         timings[phase] = timings.get(phase, 0.0) + now - clock
         clock = now
 
+    weights = data.weights
     if bandwidth is None:
+        local = data.local_weights if data.local_weights is not None else weights
         try:
-            bandwidth = estimate_bandwidth(X if data.lazy else data.local, n_jobs=n_jobs)
+            bandwidth = estimate_bandwidth(X if data.lazy else data.local, n_jobs=n_jobs,
+                                           sample_weight=None if weights is None else local)
         except _input.NonFiniteError:  # seen in the sample: count the bad rows for the message
             result = scan(X, None, n_jobs=n_jobs)
             raise _input.NonFiniteError.rows(result.n_nonfinite, result.n_rows) from None
@@ -117,24 +121,31 @@ def fit_stages(
     bin_size = bandwidth
     bandwidth = float(bandwidth)
     use_bins = bin_seeding and seeds is None and bandwidth > 0
-    # Pass 1 reads the chunks once for two things: the scan (row count, NaN/inf check,
-    # grid bins) and each chunk's k-d tree, kept when it fits in (cluster) memory or in
-    # the workers' spill space (see dshift._dask.should_persist). In-memory input was
-    # validated already and needs the scan only for bins. Trees not kept are rebuilt from
-    # the input on every shift pass. The bin table stays where the scan merged it.
-    indexes = [delayed(build_index, pure=True)(block) for block in X.to_delayed().ravel()]
-    scanned = scan_graph(X, bin_size if use_bins else None) if data.lazy or use_bins else None
-    # Every point may end up a seed (bins can fail): the sample planning the seeds'
-    # spatial blocks comes from the same read.
-    samples = point_samples(X, n_rows) if seeds is None else []
+    # Pass 1 reads the chunks once for everything that needs the data: the scan (row count,
+    # NaN/inf check, grid bins), each chunk's k-d tree (kept when it fits in (cluster)
+    # memory or in the workers' spill space, see dshift._dask.should_persist; else rebuilt
+    # from the input on every shift pass), the sample that plans the seeds' spatial blocks
+    # (every point may end up a seed: bins can fail) and the checks of Dask weights.
+    # In-memory input was validated already and needs the scan only for bins.
+    chunks = X.to_delayed().ravel()
+    indexes = [delayed(build_index, pure=True)(b, w) for b, w in zip(chunks, weight_blocks(X, weights))]
     kept_trees = not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3))
-    first = [*(indexes if kept_trees else []), *([scanned] if scanned is not None else []), *samples]
-    kept = list(_dask.persist(*first, n_jobs=n_jobs))
-    if kept_trees:
-        indexes = kept[: len(indexes)]
-    samples = list(_dask.compute(*kept[len(first) - len(samples):], n_jobs=n_jobs))
-    if scanned is not None:
-        scanned = kept[len(first) - len(samples) - 1]
+    first = _persist_together({
+        "trees": indexes if kept_trees else [],
+        "scan": [scan_graph(X, bin_size if use_bins else None, weights)] if data.lazy or use_bins else [],
+        "samples": point_samples(X, n_rows) if seeds is None else [],
+        "checks": _input.weight_checks(weights) if weights is not None else [],
+    }, n_jobs)
+    indexes = first["trees"] or indexes
+    samples = list(_dask.compute(*first["samples"], n_jobs=n_jobs))
+    if first["checks"]:
+        n_nan, n_inf, n_negative, n_positive = _dask.compute(*first["checks"], n_jobs=n_jobs)
+        if not data.weights_checked:
+            _input.check_weights(n_nan, n_inf, n_negative, n_positive)
+    else:
+        n_positive = n_rows
+    if first["scan"]:
+        (scanned,) = first["scan"]
         (summary,) = _dask.compute(delayed(summarize_scan, pure=True)(scanned, min_bin_freq), n_jobs=n_jobs)
         if summary.n_nonfinite:
             raise _input.NonFiniteError.rows(summary.n_nonfinite, summary.n_rows)
@@ -151,8 +162,9 @@ def fit_stages(
     elif use_bins and bins_fit(summary, bin_size, min_bin_freq):
         blocks = bin_seed_blocks(scanned, summary.n_kept, bin_size, min_bin_freq, n_jobs=n_jobs)
         n_seeds, source = summary.n_kept, "bins"
-    else:  # every point is a seed
-        blocks, n_seeds, source = point_seed_blocks(X, samples), n_rows, "lone-bins" if use_bins else "points"
+    else:  # every point (of positive weight) is a seed
+        blocks, n_seeds = point_seed_blocks(X, samples, int(n_positive), weights), int(n_positive)
+        source = "lone-bins" if use_bins else "points"
     log.info("seeding: %s seeds from %s rows (%s)", f"{n_seeds:,}", f"{n_rows:,}", source)
     if on_seeds is not None:
         on_seeds(n_seeds, source)
@@ -171,6 +183,12 @@ def fit_stages(
         (labels,) = _dask.compute(labels, n_jobs=n_jobs)
         lap("assign")
     return FitResult(centers, labels, climbed.n_iter, bandwidth, n_seeds, timings, centers_kept)
+
+
+def _persist_together(groups: dict[str, list], n_jobs: int | None) -> dict[str, list]:
+    """Persist several lists of lazy results in one go (one read of shared inputs)."""
+    kept = iter(_dask.persist(*(x for v in groups.values() for x in v), n_jobs=n_jobs))
+    return {name: [next(kept) for _ in values] for name, values in groups.items()}
 
 
 class MeanShift(ClusterMixin, BaseEstimator):
@@ -249,7 +267,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
         self.max_iter = max_iter
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Compute the clusters.
 
         Parameters
@@ -257,12 +275,17 @@ class MeanShift(ClusterMixin, BaseEstimator):
         X : array-like, pandas DataFrame, Dask array or Dask DataFrame of shape (n_samples, n_features)
             Samples to cluster; not modified.
         y : Ignored
+        sample_weight : array-like, Dask array or Series of shape (n_samples,), or str, default=None
+            Non-negative weights (dshift extension; scikit-learn's MeanShift has none). A row
+            of integer weight ``w`` counts as ``w`` copies of it: the result equals
+            scikit-learn's on ``np.repeat(X, w, axis=0)``. Rows of weight 0 take no part in
+            the fit and are still labelled. For a Dask DataFrame, the name of a column.
 
         Returns
         -------
         self : MeanShift
         """
-        data = _input.prepare(self, X, reset=True)
+        data = _input.prepare(self, X, reset=True, sample_weight=sample_weight)
         result = fit_stages(
             data,
             bandwidth=self.bandwidth,
@@ -304,7 +327,7 @@ def _n_threads(n_jobs: int | None) -> int | None:
 
 
 @validate_params(
-    {"X": "no_validation", **MeanShift._parameter_constraints},
+    {"X": "no_validation", "sample_weight": "no_validation", **MeanShift._parameter_constraints},
     prefer_skip_nested_validation=False,
 )
 def mean_shift(
@@ -317,6 +340,7 @@ def mean_shift(
     cluster_all=True,
     max_iter=300,
     n_jobs=None,
+    sample_weight=None,
 ):
     """Perform mean shift clustering with a flat kernel (scikit-learn's ``mean_shift``).
 
@@ -325,6 +349,8 @@ def mean_shift(
     X : array-like, pandas DataFrame, Dask array or Dask DataFrame of shape (n_samples, n_features)
     bandwidth, seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, n_jobs
         As in :class:`MeanShift`.
+    sample_weight : array-like of shape (n_samples,), default=None
+        As in :meth:`MeanShift.fit`.
 
     Returns
     -------
@@ -340,5 +366,5 @@ def mean_shift(
         cluster_all=cluster_all,
         n_jobs=n_jobs,
         max_iter=max_iter,
-    ).fit(X)
+    ).fit(X, sample_weight=sample_weight)
     return model.cluster_centers_, model.labels_

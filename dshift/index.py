@@ -1,10 +1,13 @@
-"""Per-chunk spatial index: a k-d tree whose nodes carry point counts and coordinate sums.
+"""Per-chunk spatial index: a k-d tree whose nodes carry point masses and coordinate sums.
 
 Built once per row chunk (and persisted with it when it fits in memory), the index
-answers "count and sum of the points within ``bandwidth`` of each seed" without
+answers "mass and sum of the points within ``bandwidth`` of each seed" without
 visiting most points: a node whose bounding box lies wholly inside a ball adds its
-precomputed count and (compensated) sum, a node wholly outside is skipped, and only
-the leaves the sphere cuts through are scanned point by point.
+precomputed (compensated) sums, a node wholly outside is skipped, and only the leaves
+the sphere cuts through are scanned point by point.
+
+Sums have ``d + 1`` columns: the weighted coordinates ``w * p`` (added exactly) and, last,
+the mass ``w``; unweighted data has ``w = 1``, so the mass is the point count.
 
 The inside/outside decisions are exact with respect to the per-point test
 ``sum((p - m) ** 2) <= bandwidth ** 2`` evaluated in float64 in coordinate order
@@ -20,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from dshift._compensated import add_pair, add_value
+from dshift._compensated import add_pair, add_product, add_value, two_prod
 
 LEAF_SIZE = 64
 """Points per leaf: small enough that boundary leaves are cheap, large enough that
@@ -31,13 +34,14 @@ class ChunkIndex(NamedTuple):
     """A k-d tree over one chunk of rows; all arrays are plain NumPy (picklable)."""
 
     points: np.ndarray  # (n, d) float64, rows permuted into leaf order
+    weights: np.ndarray  # (n,) float64 in the same order, or (0,) for unit weights
     start: np.ndarray  # (m,) int64, first row of each node
     stop: np.ndarray  # (m,) int64, one past the last row
     left: np.ndarray  # (m,) int64, left child or -1 for a leaf (right child = left + 1)
     lower: np.ndarray  # (m, d) float64, bounding box
     upper: np.ndarray  # (m, d) float64
-    sum_s: np.ndarray  # (m, d) float64, compensated coordinate sum: value part
-    sum_c: np.ndarray  # (m, d) float64, error part
+    sum_s: np.ndarray  # (m, d + 1) float64, compensated sums of (w * p, w): value part
+    sum_c: np.ndarray  # (m, d + 1) float64, error part
 
     @property
     def nbytes(self) -> int:
@@ -98,10 +102,8 @@ def _build(points: np.ndarray, perm: np.ndarray, leaf_size: int):
     left = np.full(cap, -1, np.int64)
     lower = np.zeros((cap, d))
     upper = np.zeros((cap, d))
-    sum_s = np.zeros((cap, d))
-    sum_c = np.zeros((cap, d))
     if n == 0:
-        return start[:0], stop[:0], left[:0], lower[:0], upper[:0], sum_s[:0], sum_c[:0]
+        return start[:0], stop[:0], left[:0], lower[:0], upper[:0]
     start[0], stop[0] = 0, n
     m = 1
     stack = np.empty(256, np.int64)
@@ -129,9 +131,6 @@ def _build(points: np.ndarray, perm: np.ndarray, leaf_size: int):
                 spread = w
                 dim = k
         if b - a <= leaf_size or spread <= 0.0:
-            for i in range(a, b):  # leaf: its compensated sum, in row order
-                for k in range(d):
-                    add_value(sum_s[node], sum_c[node], k, points[i, k])
             continue
         mid = (a + b) // 2
         _select(points, perm, a, b - 1, mid, dim)
@@ -142,18 +141,38 @@ def _build(points: np.ndarray, perm: np.ndarray, leaf_size: int):
         stack[top + 1] = m + 1
         top += 2
         m += 2
-    # Children are numbered after their parent: a reverse sweep sums bottom-up.
+    return start[:m], stop[:m], left[:m], lower[:m], upper[:m]
+
+
+@njit(nogil=True, cache=True)
+def _node_sums(points, weights, start, stop, left):
+    """Compensated sums of ``(w * p, w)`` of every node: leaves point by point, in row
+    order; parents from their children (numbered after them), in a reverse sweep."""
+    m = start.shape[0]
+    d = points.shape[1]
+    weighted = weights.shape[0] > 0
+    sum_s = np.zeros((m, d + 1))
+    sum_c = np.zeros((m, d + 1))
     for node in range(m - 1, -1, -1):
         child = left[node]
-        if child >= 0:
-            for k in range(d):
-                sum_s[node, k] = sum_s[child, k]
-                sum_c[node, k] = sum_c[child, k]
-                add_pair(sum_s[node], sum_c[node], k, sum_s[child + 1, k], sum_c[child + 1, k])
-    return start[:m], stop[:m], left[:m], lower[:m], upper[:m], sum_s[:m], sum_c[:m]
+        if child < 0:
+            for i in range(start[node], stop[node]):
+                w = weights[i] if weighted else 1.0
+                for k in range(d):
+                    if weighted:
+                        add_product(sum_s[node], sum_c[node], k, w, points[i, k])
+                    else:
+                        add_value(sum_s[node], sum_c[node], k, points[i, k])
+                add_value(sum_s[node], sum_c[node], d, w)
+            continue
+        for k in range(d + 1):
+            sum_s[node, k] = sum_s[child, k]
+            sum_c[node, k] = sum_c[child, k]
+            add_pair(sum_s[node], sum_c[node], k, sum_s[child + 1, k], sum_c[child + 1, k])
+    return sum_s, sum_c
 
 
-def build_index(chunk: np.ndarray, leaf_size: int = LEAF_SIZE) -> ChunkIndex:
+def build_index(chunk: np.ndarray, weights: np.ndarray | None = None, leaf_size: int = LEAF_SIZE) -> ChunkIndex:
     """Build the k-d tree of one chunk of rows.
 
     Parameters
@@ -161,6 +180,8 @@ def build_index(chunk: np.ndarray, leaf_size: int = LEAF_SIZE) -> ChunkIndex:
     chunk : ndarray of shape (n, d)
         The rows; any real dtype (converted to float64, as scikit-learn's tree does).
         The input is not modified.
+    weights : ndarray of shape (n,), optional
+        Non-negative finite sample weights (None: every row weighs 1).
     leaf_size : int
         Maximum points per leaf (leaves of identical points may hold more).
 
@@ -168,16 +189,19 @@ def build_index(chunk: np.ndarray, leaf_size: int = LEAF_SIZE) -> ChunkIndex:
     -------
     ChunkIndex
     """
-    return build_tree(chunk, leaf_size)[0]
+    return build_tree(chunk, weights, leaf_size)[0]
 
 
-def build_tree(points: np.ndarray, leaf_size: int = LEAF_SIZE) -> tuple[ChunkIndex, np.ndarray]:
+def build_tree(points: np.ndarray, weights: np.ndarray | None = None,
+               leaf_size: int = LEAF_SIZE) -> tuple[ChunkIndex, np.ndarray]:
     """Build a k-d tree and say where each row went.
 
     Parameters
     ----------
     points : ndarray of shape (n, d)
         Any real dtype (converted to float64); not modified.
+    weights : ndarray of shape (n,), optional
+        Sample weights (None: unit weights, not stored).
     leaf_size : int
         Maximum points per leaf.
 
@@ -189,7 +213,10 @@ def build_tree(points: np.ndarray, leaf_size: int = LEAF_SIZE) -> tuple[ChunkInd
     """
     tree_points = np.array(points, dtype=np.float64, order="C", copy=True)
     perm = np.arange(len(tree_points), dtype=np.int64)
-    return ChunkIndex(tree_points, *_build(tree_points, perm, leaf_size)), perm
+    start, stop, left, lower, upper = _build(tree_points, perm, leaf_size)
+    tree_weights = np.zeros(0) if weights is None else np.asarray(weights, dtype=np.float64)[perm]
+    sums = _node_sums(tree_points, tree_weights, start, stop, left)
+    return ChunkIndex(tree_points, tree_weights, start, stop, left, lower, upper, *sums), perm
 
 
 GROUP_SIZE = 64
@@ -261,12 +288,25 @@ def group_seeds(centers: np.ndarray, bandwidth: float) -> tuple[np.ndarray, np.n
 
 
 @njit(inline="always", cache=True)
-def _band_point(points, i, d, m, cx, radius2, dist, mask, acc_s, acc_c, acc_n):
-    """Add point ``i`` to the sums of each of the group's ``m`` seeds whose ball holds it.
+def _add_point(s, c, points, weights, i, d, weighted):
+    """Add row ``i``'s ``(w * p, w)`` to the compensated sums ``(s, c)`` of length ``d + 1``."""
+    if not weighted:
+        for j in range(d):
+            add_value(s, c, j, points[i, j])
+        s[d] += 1.0  # integer counts: exact without compensation
+        return
+    for j in range(d):
+        add_product(s, c, j, weights[i], points[i, j])
+    add_value(s, c, d, weights[i])
+
+
+@njit(inline="always", cache=True)
+def _band_point(points, weights, i, d, m, cx, radius2, dist, mask, acc_s, acc_c, weighted):
+    """Add row ``i`` to the sums of each of the group's ``m`` seeds whose ball holds it.
 
     Vectorised over the seeds (``cx`` holds their coordinates column by column): the
     distance is summed in coordinate order, the per-point test of the scalar code, and
-    every seed's compensated sum takes ``p * mask`` (``p`` or 0), so there is no branch.
+    every seed's compensated sum takes ``x * mask`` (``x`` or 0), so there is no branch.
     """
     p = points[i, 0]
     c0 = cx[0]
@@ -281,43 +321,61 @@ def _band_point(points, i, d, m, cx, radius2, dist, mask, acc_s, acc_c, acc_n):
             dist[q] += t * t
     for q in range(m):
         mask[q] = 1.0 if dist[q] <= radius2 else 0.0
-        acc_n[q] += mask[q]
-    for j in range(d):
-        p = points[i, j]
-        sj = acc_s[j]
-        cj = acc_c[j]
+    if not weighted:  # the common case, kept free of the product's error terms
+        for j in range(d):
+            _masked_add(acc_s[j], acc_c[j], m, points[i, j], 0.0, mask)
+        count = acc_s[d]
         for q in range(m):
-            x = p * mask[q]
-            s = sj[q]
-            t = s + x
-            bb = t - s
-            cj[q] += (s - (t - bb)) + (x - bb)
-            sj[q] = t
+            count[q] += mask[q]  # integer counts: exact without compensation
+        return
+    w = weights[i]
+    for j in range(d):
+        h, low = two_prod(w, points[i, j])
+        _masked_add(acc_s[j], acc_c[j], m, h, low, mask)
+    _masked_add(acc_s[d], acc_c[d], m, w, 0.0, mask)
+
+
+@njit(inline="always", cache=True)
+def _masked_add(s, c, m, x0, low, mask):
+    """Add ``(x0 + low) * mask[q]`` to the compensated sums ``(s[q], c[q])``, ``q < m``."""
+    if low == 0.0:
+        for q in range(m):
+            x = x0 * mask[q]
+            t = s[q] + x
+            bb = t - s[q]
+            c[q] += (s[q] - (t - bb)) + (x - bb)
+            s[q] = t
+    else:
+        for q in range(m):
+            x = x0 * mask[q]
+            t = s[q] + x
+            bb = t - s[q]
+            c[q] += (s[q] - (t - bb)) + (x - bb) + low * mask[q]
+            s[q] = t
 
 
 @njit(nogil=True, cache=True)
-def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, order, bounds, radius2):
+def _ball_sums(points, weights, start, stop, left, lower, upper, sum_s, sum_c, centers, order, bounds, radius2):
     k, d = centers.shape
-    count = np.zeros(k, np.int64)
-    out_s = np.zeros((k, d))
-    out_c = np.zeros((k, d))
+    weighted = weights.shape[0] > 0
+    out_s = np.zeros((k, d + 1))
+    out_c = np.zeros((k, d + 1))
     if start.shape[0] == 0:
-        return count, out_s, out_c
+        return out_s, out_c
     widest = 1
     for g in range(bounds.shape[0] - 1):
         widest = max(widest, bounds[g + 1] - bounds[g])
     # Per-group scratch, seeds along the last axis so the band loop is contiguous.
     cx = np.empty((d, widest))
-    acc_s = np.empty((d, widest))
-    acc_c = np.empty((d, widest))
-    acc_n = np.empty(widest)
+    acc_s = np.empty((d + 1, widest))
+    acc_c = np.empty((d + 1, widest))
     dist = np.empty(widest)
     mask = np.empty(widest)
     stack = np.empty(256, np.int64)
     glo = np.empty(d)
     ghi = np.empty(d)
-    gs = np.empty(d)
-    gc = np.empty(d)
+    gs = np.empty(d + 1)
+    gc = np.empty(d + 1)
     for g in range(bounds.shape[0] - 1):
         # The group's box: every test against it holds for each of its seeds (rounding
         # is monotone), so a decision taken for the box is exact for every seed.
@@ -326,18 +384,17 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
         for j in range(d):
             glo[j] = np.inf
             ghi[j] = -np.inf
-            gs[j] = 0.0
-            gc[j] = 0.0
             for q in range(m):
                 v = centers[order[first + q], j]
                 cx[j, q] = v
-                acc_s[j, q] = 0.0
-                acc_c[j, q] = 0.0
                 glo[j] = min(glo[j], v)
                 ghi[j] = max(ghi[j], v)
-        for q in range(m):
-            acc_n[q] = 0.0
-        n_group = 0
+        for j in range(d + 1):
+            gs[j] = 0.0
+            gc[j] = 0.0
+            for q in range(m):
+                acc_s[j, q] = 0.0
+                acc_c[j, q] = 0.0
         stack[0] = 0
         top = 1
         while top > 0:
@@ -355,8 +412,7 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
             if near > radius2:
                 continue
             if far <= radius2:
-                n_group += stop[node] - start[node]
-                for j in range(d):
+                for j in range(d + 1):
                     add_pair(gs, gc, j, sum_s[node, j], sum_c[node, j])
                 continue
             child = left[node]
@@ -372,9 +428,7 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
                         t = points[i, j] - glo[j]
                         dist2 += t * t
                     if dist2 <= radius2:
-                        n_group += 1
-                        for j in range(d):
-                            add_value(gs, gc, j, points[i, j])
+                        _add_point(gs, gc, points, weights, i, d, weighted)
                 continue
             for i in range(start[node], stop[node]):
                 near = 0.0
@@ -388,22 +442,20 @@ def _ball_sums(points, start, stop, left, lower, upper, sum_s, sum_c, centers, o
                 if near > radius2:
                     continue
                 if far <= radius2:
-                    n_group += 1
-                    for j in range(d):
-                        add_value(gs, gc, j, points[i, j])
+                    _add_point(gs, gc, points, weights, i, d, weighted)
                     continue
-                _band_point(points, i, d, m, cx, radius2, dist, mask, acc_s, acc_c, acc_n)
+                _band_point(points, weights, i, d, m, cx, radius2, dist, mask, acc_s, acc_c, weighted)
         for q in range(m):
             r = order[first + q]
-            count[r] += n_group + np.int64(acc_n[q])
-            for j in range(d):
+            for j in range(d + 1):
                 add_pair(out_s[r], out_c[r], j, gs[j], gc[j])
                 add_pair(out_s[r], out_c[r], j, acc_s[j, q], acc_c[j, q])
-    return count, out_s, out_c
+    return out_s, out_c
 
 
 def ball_sums(index: ChunkIndex, centers: np.ndarray, bandwidth: float, groups=None):
-    """Count and sum, per center, the chunk's points within ``bandwidth`` (boundary included).
+    """Mass and weighted sum, per center, of the chunk's points within ``bandwidth``
+    (boundary included).
 
     Parameters
     ----------
@@ -419,9 +471,9 @@ def ball_sums(index: ChunkIndex, centers: np.ndarray, bandwidth: float, groups=N
 
     Returns
     -------
-    count : ndarray of shape (k,), int64
-    s, c : ndarray of shape (k, d)
-        Compensated coordinate sums (``s + c`` is the sum).
+    s, c : ndarray of shape (k, d + 1)
+        Compensated sums (``s + c`` is the sum): columns ``0..d-1`` hold the sum of
+        ``w * p``, column ``d`` the mass (the point count for unit weights).
     """
     centers = np.ascontiguousarray(centers, dtype=np.float64)
     order, bounds = group_seeds(centers, bandwidth) if groups is None else groups

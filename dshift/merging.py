@@ -146,7 +146,7 @@ def centers_from_modes(modes: Modes, bandwidth: float) -> np.ndarray:
     order = np.lexsort(tuple(pos[:, j] for j in range(pos.shape[1] - 1, -1, -1)) + (modes.intensity,))[::-1]
     centers = np.ascontiguousarray(pos[order])
     wide = centers.astype(np.float64)
-    tree, perm = build_tree(wide, LEAF_SIZE)
+    tree, perm = build_tree(wide, leaf_size=LEAF_SIZE)
     keep = _greedy_keep(tree.points, perm, tree.start, tree.stop, tree.left, tree.lower, tree.upper, wide,
                         float(bandwidth) * float(bandwidth))
     return np.ascontiguousarray(centers[keep])

@@ -23,6 +23,7 @@ from dask.delayed import Delayed, delayed
 from numba import njit
 
 from dshift import _dask, partition
+from dshift._compensated import add_pair
 from dshift.partition import Partition
 from dshift.shifting import block_from_shares
 
@@ -31,8 +32,14 @@ class BinTable(NamedTuple):
     """Distinct grid bins of some rows, in order of first appearance."""
 
     bins: np.ndarray  # (g, d) float64, integral values
-    counts: np.ndarray  # (g,) int64
-    first: np.ndarray  # (g,) int64, global row of the bin's first point
+    counts: np.ndarray  # (g,) float64 points (or weight) in the bin: compensated sum, value part
+    counts_c: np.ndarray  # (g,) float64 error part (0 for unit or integer weights)
+    first: np.ndarray  # (g,) int64, global row of the bin's first point (of positive weight)
+
+    @property
+    def frequency(self) -> np.ndarray:
+        """Points (or weight) per bin, as scikit-learn counts them on repeated rows."""
+        return self.counts + self.counts_c
 
 
 class ScanResult(NamedTuple):
@@ -53,8 +60,8 @@ def _slot(bits: np.ndarray, mask: int) -> int:
 
 
 @njit(cache=True)
-def _insert(keys, counts, first, slots, n_groups, key_bits, weight, row):
-    """Add ``weight`` to the group of key ``key_bits`` (a new group starts at ``row``).
+def _insert(keys, counts, counts_c, first, slots, n_groups, key_bits, weight, weight_c, row):
+    """Add ``weight`` (+ ``weight_c``) to the group of key ``key_bits`` (a new group starts at ``row``).
 
     Returns the (possibly regrown) arrays and the new group count; groups are numbered
     in order of first appearance.
@@ -72,17 +79,19 @@ def _insert(keys, counts, first, slots, n_groups, key_bits, weight, row):
                 same = False
                 break
         if same:
-            counts[g] += weight
-            return keys, counts, first, slots, n_groups
+            add_pair(counts, counts_c, g, weight, weight_c)
+            return keys, counts, counts_c, first, slots, n_groups
         s = (s + 1) & mask
     if n_groups == keys.shape[0]:  # grow the group store
         keys = np.concatenate((keys, np.empty_like(keys)))
         counts = np.concatenate((counts, np.zeros_like(counts)))
+        counts_c = np.concatenate((counts_c, np.zeros_like(counts_c)))
         first = np.concatenate((first, np.empty_like(first)))
         kbits = keys.view(np.int64)
     for j in range(key_bits.shape[0]):
         kbits[n_groups, j] = key_bits[j]
     counts[n_groups] = weight
+    counts_c[n_groups] = weight_c
     first[n_groups] = row
     slots[s] = n_groups
     n_groups += 1
@@ -94,16 +103,17 @@ def _insert(keys, counts, first, slots, n_groups, key_bits, weight, row):
             while slots[s] >= 0:
                 s = (s + 1) & mask
             slots[s] = g
-    return keys, counts, first, slots, n_groups
+    return keys, counts, counts_c, first, slots, n_groups
 
 
 def _empty_store(d: int):
-    return np.empty((64, d)), np.zeros(64, np.int64), np.empty(64, np.int64), np.full(128, -1, np.int64)
+    return np.empty((64, d)), np.zeros(64), np.zeros(64), np.empty(64, np.int64), np.full(128, -1, np.int64)
 
 
 @njit(nogil=True, cache=True)
-def _scan_rows(chunk, bin_size, div32, with_bins, keys, counts, first, slots):
+def _scan_rows(chunk, weights, bin_size, div32, with_bins, keys, counts, counts_c, first, slots):
     n, d = chunk.shape
+    weighted = weights.shape[0] > 0
     key = np.empty(d)
     key_bits = key.view(np.int64)
     b32 = np.float32(bin_size)
@@ -123,17 +133,21 @@ def _scan_rows(chunk, bin_size, div32, with_bins, keys, counts, first, slots):
         if not finite:
             n_bad += 1
         elif with_bins and n_bad == 0:
-            keys, counts, first, slots, n_groups = _insert(keys, counts, first, slots, n_groups, key_bits, 1, i)
-    return n_bad, keys[:n_groups], counts[:n_groups], first[:n_groups]
+            w = weights[i] if weighted else 1.0
+            if w > 0.0:  # a row of weight 0 is not in the (repeated) data at all
+                keys, counts, counts_c, first, slots, n_groups = _insert(
+                    keys, counts, counts_c, first, slots, n_groups, key_bits, w, 0.0, i)
+    return n_bad, keys[:n_groups], counts[:n_groups], counts_c[:n_groups], first[:n_groups]
 
 
 @njit(nogil=True, cache=True)
-def _merge_rows(bins, weights, firsts, keys, counts, first, slots):
+def _merge_rows(bins, in_counts, in_counts_c, firsts, keys, counts, counts_c, first, slots):
     n_groups = 0
     bits = bins.view(np.int64)
     for i in range(bins.shape[0]):
-        keys, counts, first, slots, n_groups = _insert(keys, counts, first, slots, n_groups, bits[i], weights[i], firsts[i])
-    return keys[:n_groups], counts[:n_groups], first[:n_groups]
+        keys, counts, counts_c, first, slots, n_groups = _insert(
+            keys, counts, counts_c, first, slots, n_groups, bits[i], in_counts[i], in_counts_c[i], firsts[i])
+    return keys[:n_groups], counts[:n_groups], counts_c[:n_groups], first[:n_groups]
 
 
 def _divides_in_float32(dtype: np.dtype, bin_size) -> bool:
@@ -141,7 +155,7 @@ def _divides_in_float32(dtype: np.dtype, bin_size) -> bool:
     return np.dtype(dtype) == np.float32 and not isinstance(bin_size, (np.float64, np.longdouble))
 
 
-def bin_table(chunk: np.ndarray, bin_size: float, offset: int = 0) -> BinTable:
+def bin_table(chunk: np.ndarray, bin_size: float, offset: int = 0, weights: np.ndarray | None = None) -> BinTable:
     """Count the grid bins of one chunk of rows.
 
     Parameters
@@ -152,12 +166,14 @@ def bin_table(chunk: np.ndarray, bin_size: float, offset: int = 0) -> BinTable:
         Grid spacing (> 0).
     offset : int
         Global index of the chunk's first row.
+    weights : ndarray of shape (n,), optional
+        Sample weights: a bin's frequency is their sum; rows of weight 0 are left out.
 
     Returns
     -------
     BinTable
     """
-    return scan_chunk(chunk, offset, bin_size).table
+    return scan_chunk(chunk, offset, bin_size, weights).table
 
 
 def merge_tables(a: BinTable, b: BinTable) -> BinTable:
@@ -167,13 +183,15 @@ def merge_tables(a: BinTable, b: BinTable) -> BinTable:
         *_merge_rows(
             bins,
             np.concatenate([a.counts, b.counts]),
+            np.concatenate([a.counts_c, b.counts_c]),
             np.concatenate([a.first, b.first]),
             *_empty_store(bins.shape[1]),
         )
     )
 
 
-def scan_chunk(chunk: np.ndarray, offset: int, bin_size: float | None) -> ScanResult:
+def scan_chunk(chunk: np.ndarray, offset: int, bin_size: float | None,
+               weights: np.ndarray | None = None) -> ScanResult:
     """One chunk's share of the scan pass: row count, rows with NaN/inf, and bin table.
 
     One compiled pass over the rows; the table is only kept while all rows are finite.
@@ -182,14 +200,15 @@ def scan_chunk(chunk: np.ndarray, offset: int, bin_size: float | None) -> ScanRe
     if not np.issubdtype(chunk.dtype, np.floating):
         chunk = chunk.astype(np.float64)
     with_bins = bool(bin_size)
-    n_bad, keys, counts, first = _scan_rows(
+    n_bad, keys, counts, counts_c, first = _scan_rows(
         chunk,
+        np.zeros(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64),
         float(bin_size) if with_bins else 1.0,
         with_bins and _divides_in_float32(chunk.dtype, bin_size),
         with_bins,
         *_empty_store(chunk.shape[1]),
     )
-    table = BinTable(keys, counts, first + offset) if with_bins and n_bad == 0 else None
+    table = BinTable(keys, counts, counts_c, first + offset) if with_bins and n_bad == 0 else None
     return ScanResult(len(chunk), int(n_bad), table)
 
 
@@ -199,7 +218,14 @@ def merge_scans(a: ScanResult, b: ScanResult) -> ScanResult:
     return ScanResult(a.n_rows + b.n_rows, a.n_nonfinite + b.n_nonfinite, table)
 
 
-def scan_graph(X: da.Array, bin_size: float | None) -> Delayed:
+def weight_blocks(X: da.Array, weights: da.Array | None) -> list:
+    """Per row chunk of ``X``, its weights (a Delayed) or None."""
+    if weights is None:
+        return [None] * len(X.chunks[0])
+    return list(weights.rechunk((X.chunks[0],)).to_delayed().ravel())
+
+
+def scan_graph(X: da.Array, bin_size: float | None, weights: da.Array | None = None) -> Delayed:
     """The scan pass as one lazy result: per-chunk scans of ``X``, tree-merged in order.
 
     Parameters
@@ -208,6 +234,8 @@ def scan_graph(X: da.Array, bin_size: float | None) -> Delayed:
         Rows chunked along axis 0 only; chunk sizes must be known.
     bin_size : float or None
         Grid spacing, or None when no bin seeding is wanted.
+    weights : dask.array.Array of shape (n,), optional
+        Sample weights (a bin's frequency is their sum).
 
     Returns
     -------
@@ -217,13 +245,14 @@ def scan_graph(X: da.Array, bin_size: float | None) -> Delayed:
     """
     offsets = _dask.chunk_offsets(X.chunks[0])
     blocks = X.to_delayed().ravel()
-    parts = [delayed(scan_chunk, pure=True)(b, int(o), bin_size) for b, o in zip(blocks, offsets)]
+    parts = [delayed(scan_chunk, pure=True)(b, int(o), bin_size, w)
+             for b, o, w in zip(blocks, offsets, weight_blocks(X, weights))]
     return _dask.tree_reduce(parts, merge_scans)
 
 
-def scan(X: da.Array, bin_size: float | None, n_jobs: int | None = None) -> ScanResult:
+def scan(X: da.Array, bin_size: float | None, n_jobs: int | None = None, weights: da.Array | None = None) -> ScanResult:
     """Dask driver of the scan pass on its own: one read of ``X`` (see :func:`scan_graph`)."""
-    (result,) = _dask.compute(scan_graph(X, bin_size), n_jobs=n_jobs)
+    (result,) = _dask.compute(scan_graph(X, bin_size, weights), n_jobs=n_jobs)
     return result
 
 
@@ -233,24 +262,26 @@ class BinSummary(NamedTuple):
     n_rows: int
     n_nonfinite: int
     n_kept: int  # bins holding at least min_bin_freq points
-    fullest: int  # points in the fullest bin
+    fullest: float  # points (or weight) in the fullest bin
+    total: float  # points (or weight) in all bins: the size of the (repeated) data
 
 
 def summarize_scan(result: ScanResult, min_bin_freq: int) -> BinSummary:
     """Reduce a scan to its sizes (runs where the scan result lives)."""
-    counts = result.table.counts if result.table is not None else np.zeros(0, np.int64)
-    return BinSummary(result.n_rows, result.n_nonfinite, int(np.count_nonzero(counts >= min_bin_freq)),
-                      int(counts.max(initial=0)))
+    freq = result.table.frequency if result.table is not None else np.zeros(0)
+    return BinSummary(result.n_rows, result.n_nonfinite, int(np.count_nonzero(freq >= min_bin_freq)),
+                      float(freq.max(initial=0)), math.fsum(freq))
 
 
 def bins_fit(summary: BinSummary, bin_size, min_bin_freq: int) -> bool:
     """Whether the bins make the seeds, as scikit-learn decides (driver side).
 
-    Returns False, with scikit-learn's warning, when every point sits alone in its bin
-    (scikit-learn then seeds with the points themselves). Raises ValueError when no bin
-    holds ``min_bin_freq`` points (scikit-learn crashes there).
+    Returns False, with scikit-learn's warning, when there are as many kept bins as points
+    (the weights' sum for weighted data: the rows scikit-learn would see repeated); it then
+    seeds with the points themselves. Raises ValueError when no bin holds ``min_bin_freq``
+    points (scikit-learn crashes there).
     """
-    if summary.n_kept == summary.n_rows:
+    if summary.n_kept == summary.total:
         warnings.warn(
             f"Binning data failed with provided bin_size={bin_size:f}, using data points as seeds.",
             UserWarning,
@@ -260,7 +291,7 @@ def bins_fit(summary: BinSummary, bin_size, min_bin_freq: int) -> bool:
     if summary.n_kept == 0:
         raise ValueError(
             f"No bin of size {bin_size:g} holds min_bin_freq={min_bin_freq} points "
-            f"(the fullest holds {summary.fullest}): lower min_bin_freq, "
+            f"(the fullest holds {summary.fullest:g}): lower min_bin_freq, "
             "increase the bandwidth or turn bin_seeding off."
         )
     return True
@@ -268,7 +299,7 @@ def bins_fit(summary: BinSummary, bin_size, min_bin_freq: int) -> bool:
 
 def bin_seeds(table: BinTable, bin_size, min_bin_freq: int) -> np.ndarray:
     """scikit-learn's bin seeds from a bin table: kept bins, first-appearance order."""
-    keep = table.counts >= min_bin_freq
+    keep = table.frequency >= min_bin_freq
     # As scikit-learn: the integral bins become float32, then NumPy's promotion rules
     # decide the product's dtype (float32 for a Python float, float64 for np.float64).
     return table.bins[keep].astype(np.float32) * bin_size
@@ -313,8 +344,12 @@ def bin_seed_blocks(scanned: Delayed, n_kept: int, bin_size, min_bin_freq: int,
     return partition.gather_cells([routed], cells.n_cells, block_from_shares)
 
 
-def _route_rows(chunk: np.ndarray, offset: int, cells: Partition) -> list:
-    return partition.split(chunk, offset + np.arange(len(chunk), dtype=np.int64), cells)
+def _route_rows(chunk: np.ndarray, offset: int, cells: Partition, weights: np.ndarray | None) -> list:
+    ids = offset + np.arange(len(chunk), dtype=np.int64)
+    if weights is not None:  # a row of weight 0 is no seed (it is not in the repeated data)
+        ids = ids[weights > 0]
+        chunk = chunk[weights > 0]
+    return partition.split(chunk, ids, cells)
 
 
 def point_samples(X: da.Array, n_seeds: int) -> list[Delayed]:
@@ -328,7 +363,8 @@ def point_samples(X: da.Array, n_seeds: int) -> list[Delayed]:
             for b, rows in zip(blocks, X.chunks[0])]
 
 
-def point_seed_blocks(X: da.Array, samples: list[np.ndarray]) -> list[Delayed]:
+def point_seed_blocks(X: da.Array, samples: list[np.ndarray], n_seeds: int,
+                      weights: da.Array | None = None) -> list[Delayed]:
     """Every row a seed: blocks of spatial cells, routed from the row chunks where they are read.
 
     Parameters
@@ -337,19 +373,25 @@ def point_seed_blocks(X: da.Array, samples: list[np.ndarray]) -> list[Delayed]:
         Row-chunked data.
     samples : list of ndarray
         The computed :func:`point_samples`.
+    n_seeds : int
+        Rows of positive weight (all rows when unweighted).
+    weights : dask.array.Array of shape (n,), optional
+        Sample weights: rows of weight 0 are no seeds; a row of weight w stands for its
+        w copies, which climb as one.
 
     Returns
     -------
     list of Delayed
-        :class:`~dshift.shifting.SeedBlock` objects, one per spatial cell; every row once.
+        :class:`~dshift.shifting.SeedBlock` objects, one per spatial cell; every seed once.
     """
-    cells = partition.plan(np.concatenate(samples), partition.n_cells_for(X.shape[0]))
-    routed = [delayed(_route_rows, pure=True)(chunk, int(offset), cells)
-              for chunk, offset in zip(X.to_delayed().ravel(), _dask.chunk_offsets(X.chunks[0]))]
+    cells = partition.plan(np.concatenate(samples), partition.n_cells_for(n_seeds))
+    routed = [delayed(_route_rows, pure=True)(chunk, int(offset), cells, w)
+              for chunk, offset, w in zip(X.to_delayed().ravel(), _dask.chunk_offsets(X.chunks[0]),
+                                          weight_blocks(X, weights))]
     return partition.gather_cells(routed, cells.n_cells, block_from_shares)
 
 
-def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1):
+def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1, *, sample_weight=None):
     """Find seeds for mean shift by binning data onto a grid (as scikit-learn).
 
     Parameters
@@ -360,25 +402,31 @@ def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1):
         Grid spacing; 0 returns ``X`` unchanged.
     min_bin_freq : int, default=1
         Only bins holding at least this many points become seeds.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights (dshift extension): a bin's frequency is the sum of its rows'
+        weights, as if each row were repeated that many times; rows of weight 0 are left out.
 
     Returns
     -------
     bin_seeds : ndarray of shape (n_seeds, n_features), float32
         Bin corners ``round(x / bin_size) * bin_size`` in order of first appearance.
-        When every point is alone in its bin, warns and returns ``X`` itself.
+        When every point is alone in its bin, warns and returns ``X`` itself (its rows of
+        positive weight, with weights).
 
     Raises
     ------
     ValueError
         When no bin holds ``min_bin_freq`` points.
     """
+    from dshift._input import NonFiniteError, as_row_chunked, prepare_weights
+
+    weights = None if sample_weight is None else prepare_weights(sample_weight, as_row_chunked(X))
     if bin_size == 0:
         return X
-    from dshift._input import NonFiniteError, as_row_chunked
-
     arr = as_row_chunked(X)
-    result = scan(arr, bin_size)
+    result = scan(arr, bin_size, weights=weights)
     if result.n_nonfinite:
         raise NonFiniteError.rows(result.n_nonfinite, result.n_rows)
-    return bin_seeds(result.table, bin_size, min_bin_freq) if bins_fit(
-        summarize_scan(result, min_bin_freq), bin_size, min_bin_freq) else X
+    if bins_fit(summarize_scan(result, min_bin_freq), bin_size, min_bin_freq):
+        return bin_seeds(result.table, bin_size, min_bin_freq)
+    return X if weights is None else arr[weights > 0].compute()

@@ -43,7 +43,7 @@ class SeedBlock(NamedTuple):
 
     seed: np.ndarray  # (k,) int64 global seed numbers (scikit-learn's seed order)
     position: np.ndarray  # (k, d) float64: current mean while active, final mean after
-    intensity: np.ndarray  # (k,) int64 points in the last ball; 0 = no result (yet)
+    intensity: np.ndarray  # (k,) float64 mass (points, or weight) in the last ball; 0 = no result (yet)
     done: np.ndarray  # (k,) int64 completed steps
     active: np.ndarray  # (k,) bool, still climbing
     largest_shift: float  # of the last step, over the seeds that had a ball
@@ -97,7 +97,7 @@ def new_block(seeds: np.ndarray, ids: np.ndarray) -> SeedBlock:
     return SeedBlock(
         seed=np.asarray(ids, dtype=np.int64),
         position=np.array(seeds, dtype=np.float64, order="C", copy=True),
-        intensity=np.zeros(k, dtype=np.int64),
+        intensity=np.zeros(k),
         done=np.zeros(k, dtype=np.int64),
         active=np.ones(k, dtype=bool),
         largest_shift=0.0,
@@ -118,7 +118,7 @@ def block_query(block: SeedBlock, bandwidth: float) -> Query:
     return Query(centers, inverse.reshape(-1), group_seeds(centers, bandwidth))
 
 
-def block_sums(index: ChunkIndex, query: Query, bandwidth: float) -> tuple[np.ndarray, ...]:
+def block_sums(index: ChunkIndex, query: Query, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
     """One chunk's partial ball sums for a block's query (see :func:`dshift.index.ball_sums`)."""
     return ball_sums(index, query.centers, bandwidth, query.groups)
 
@@ -126,7 +126,7 @@ def block_sums(index: ChunkIndex, query: Query, bandwidth: float) -> tuple[np.nd
 def advance(
     block: SeedBlock,
     query: Query,
-    totals: tuple[np.ndarray, np.ndarray, np.ndarray],
+    totals: tuple[np.ndarray, np.ndarray],
     bandwidth: float,
     step: int,
     max_iter: int,
@@ -140,7 +140,7 @@ def advance(
     query : Query
         From :func:`block_query` on ``block``.
     totals : tuple of ndarray
-        ``(count, s, c)`` over all chunks for ``query.centers``.
+        Compensated ``(s, c)`` of ``(w * p, w)`` over all chunks for ``query.centers``.
     bandwidth : float
     step : int
         Steps every active seed has completed before this one.
@@ -154,10 +154,11 @@ def advance(
     SeedBlock
         A new block (the input is not modified).
     """
-    count, s, c = totals
+    total = _compensated.finish(*totals)
+    count = total[:, -1]  # the mass: points, or their weight
     found = count > 0
     mean = np.zeros_like(query.centers)
-    mean[found] = (_compensated.finish(s[found], c[found]) / count[found, None]).astype(dtype)
+    mean[found] = (total[found, :-1] / count[found, None]).astype(dtype)
     shift = np.linalg.norm(mean - query.centers, axis=1)
     finished = ~found | (shift <= 1e-3 * bandwidth) | (step == max_iter)
 

@@ -133,7 +133,7 @@ def reference_merge(position, intensity, bandwidth):
     table = {}
     for p, i in zip(np.asarray(position), np.asarray(intensity)):
         if i:
-            table[tuple(p.tolist())] = int(i)
+            table[tuple(p.tolist())] = i
     if not table:
         raise ValueError("No point was within bandwidth")
     ordered = sorted(table.items(), key=lambda t: (t[1], t[0]), reverse=True)
@@ -164,3 +164,35 @@ def reference_bins(X, bin_size):
         cnt, first = table.get(key, (0, i))
         table[key] = (cnt + 1, first)
     return table
+
+
+# ---------------------------------------------------------------- weighted references
+
+
+def reference_weighted_fit(X, w, bandwidth, max_iter=300):
+    """Mean shift with weights written out with exact fractions: every row of positive
+    weight a seed, means ``sum(w * p) / sum(w)`` over the ball (both sums correctly
+    rounded, then divided, as a mean of floats is), intensities the ball's weight, then
+    scikit-learn's merge. Returns the cluster centers (float64)."""
+    from fractions import Fraction
+
+    X = np.asarray(X, dtype=np.float64)
+    wf = [Fraction(v) for v in np.asarray(w, dtype=np.float64)]
+    stop = 1e-3 * bandwidth
+    positions, intensities = [], []
+    for seed in X[np.asarray(w) > 0]:
+        m, done = seed, 0
+        while True:
+            inside = np.flatnonzero(brute_ball(X, m, bandwidth))
+            mass = sum((wf[i] for i in inside), Fraction(0))
+            if mass == 0:
+                break
+            old = m
+            m = np.array([float(sum((wf[i] * Fraction(X[i, j]) for i in inside), Fraction(0))) / float(mass)
+                          for j in range(X.shape[1])])
+            if np.linalg.norm(m - old) <= stop or done == max_iter:
+                break
+            done += 1
+        positions.append(m)
+        intensities.append(float(mass))
+    return reference_merge(np.array(positions), np.array(intensities), bandwidth)

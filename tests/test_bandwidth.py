@@ -132,3 +132,43 @@ def test_errors():
         dshift.estimate_bandwidth(Xn)
     with pytest.raises(ValueError, match="NaN or infinity"):
         dshift.estimate_bandwidth(da.from_array(Xn, chunks=(10, 2)))
+
+
+# ---------------------------------------------------------------- sample weights
+
+
+@pytest.mark.parametrize("quantile", [0.0, 0.1, 0.3, 0.7, 1.0])
+def test_integer_weights_equal_sklearn_on_repeated_rows(quantile):
+    X = blobs(300, 2, 3, 1.0, seed=11)
+    w = np.random.RandomState(0).randint(0, 5, size=300)
+    rep = np.repeat(X, w, axis=0)
+    assert len(rep) <= 10_000
+    want = skc.estimate_bandwidth(rep, quantile=quantile)
+    assert dshift.estimate_bandwidth(X, quantile=quantile, sample_weight=w) == want
+
+
+def test_integer_weights_sampled_like_sklearn_on_repeated_rows():
+    X = blobs(500, 2, 3, 1.0, seed=12)
+    w = np.random.RandomState(1).randint(0, 60, size=500)  # ~15,000 repeated rows
+    rep = np.repeat(X, w, axis=0)
+    for n_samples in (300, None):  # None: dshift's 10,000-row sample of the repeated rows
+        got = dshift.estimate_bandwidth(X, quantile=0.2, n_samples=n_samples, sample_weight=w)
+        assert got == skc.estimate_bandwidth(rep, quantile=0.2, n_samples=n_samples or 10_000)
+        assert got == dshift.estimate_bandwidth(rep, quantile=0.2, n_samples=n_samples)
+
+
+def test_fractional_and_dask_weights_use_the_weighted_formula():
+    X = blobs(200, 2, 3, 1.0, seed=13)
+    w = np.random.RandomState(2).uniform(0.0, 3.0, size=200)
+    got = dshift.estimate_bandwidth(X, quantile=0.3, sample_weight=w)
+    # brute force: k-th neighbour by weight (the row itself first), weighted mean
+    d = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    dist = []
+    for i in range(200):
+        order = np.argsort(np.where(np.arange(200) == i, -1.0, d[i]), kind="stable")
+        covered = np.cumsum(w[order])
+        dist.append(d[i, order[np.searchsorted(covered, w.sum() * 0.3)]])
+    assert got == pytest.approx(np.sum(w * dist) / w.sum(), rel=1e-12)
+    lazy = dshift.estimate_bandwidth(da.from_array(X, chunks=(33, 2)), quantile=0.3, n_samples=200,
+                                     sample_weight=da.from_array(w, chunks=50))
+    assert lazy == pytest.approx(got, rel=1e-12)

@@ -406,3 +406,106 @@ def test_tiny_bandwidth_a_cluster_per_point_labels_through_the_center_tree():
     np.testing.assert_array_equal(ds.cluster_centers_, sk.cluster_centers_)
     np.testing.assert_array_equal(ds.labels_, sk.labels_)
     np.testing.assert_array_equal(ds.predict(X), sk.predict(X))
+
+
+# ---------------------------------------------------------------- sample weights (issue 11)
+
+WEIGHT_CASES = [
+    ("all-seeds", lambda: blobs(60, 2, 3, 1.0, seed=30), dict(bandwidth=1.5)),
+    ("bins", lambda: blobs(400, 2, 3, 0.6, seed=31), dict(bandwidth=1.2, bin_seeding=True)),
+    ("bins-minfreq", lambda: blobs(300, 2, 3, 0.6, seed=32), dict(bandwidth=1.0, bin_seeding=True, min_bin_freq=4)),
+    ("seeds", lambda: blobs(80, 3, 3, 1.0, seed=33), dict(bandwidth=1.8)),
+    ("cluster_all-false", lambda: blobs(60, 2, 3, 1.0, seed=34), dict(bandwidth=0.6, cluster_all=False)),
+    ("float32", lambda: blobs(60, 2, 3, 1.0, seed=35, dtype=np.float32), dict(bandwidth=1.5)),
+    ("bandwidth-none", lambda: blobs(60, 2, 3, 1.0, seed=36), dict()),
+]
+
+
+@pytest.mark.parametrize("make, params", [c[1:] for c in WEIGHT_CASES], ids=[c[0] for c in WEIGHT_CASES])
+def test_integer_weights_equal_sklearn_on_repeated_rows(make, params):
+    X = make()
+    w = np.random.RandomState(len(X)).randint(0, 4, size=len(X))
+    if "seeds" in params or params.get("bandwidth") == 1.8:
+        params = {**params, "seeds": X[::7]}
+    rep = np.repeat(X, w, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sk = sk_fit(rep, **params)
+        ds = dshift.MeanShift(**params).fit(X, sample_weight=w)
+        ds_rep = dshift.MeanShift(**params).fit(rep)
+    tol = 1e-5 if X.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ds.cluster_centers_, sk.cluster_centers_, rtol=tol, atol=tol)
+    assert ds.n_iter_ == sk.n_iter_
+    np.testing.assert_array_equal(np.repeat(ds.labels_, w), sk.labels_)  # per original row
+    assert_identical_centers = np.array_equal(ds.cluster_centers_, ds_rep.cluster_centers_)
+    assert assert_identical_centers and ds.n_iter_ == ds_rep.n_iter_ and ds.bandwidth_ == ds_rep.bandwidth_
+    # rows of weight 0 take no part but are labelled like any point
+    zero = w == 0
+    expected = ds.predict(X[zero])
+    if not params.get("cluster_all", True):
+        far = np.linalg.norm(X[zero] - ds.cluster_centers_[expected], axis=1) > ds.bandwidth_
+        expected[far] = -1
+    np.testing.assert_array_equal(ds.labels_[zero], expected)
+
+
+def test_fractional_weights_match_an_exact_reference():
+    from _parity import reference_weighted_fit
+
+    X = blobs(40, 2, 2, 0.8, seed=37)
+    w = np.random.RandomState(1).uniform(0.0, 2.5, size=40)
+    w[::9] = 0.0
+    ds = dshift.MeanShift(bandwidth=1.2).fit(X, sample_weight=w)
+    np.testing.assert_array_equal(ds.cluster_centers_, reference_weighted_fit(X, w, 1.2))
+
+
+def test_weights_are_chunking_and_block_invariant():
+    X = blobs(300, 3, 3, 1.0, seed=38)
+    w = np.random.RandomState(2).uniform(0.0, 3.0, size=300)
+    ref = dshift.MeanShift(bandwidth=1.5).fit(X, sample_weight=w)
+    for rows, wrows, block in ((7, 13, 11), (300, 50, 1000), (64, 64, 5)):
+        with dask.config.set({"dshift.seed-block-size": block}):
+            m = dshift.MeanShift(bandwidth=1.5).fit(da.from_array(X, chunks=(rows, 3)),
+                                                    sample_weight=da.from_array(w, chunks=wrows))
+        assert np.array_equal(m.cluster_centers_, ref.cluster_centers_) and m.n_iter_ == ref.n_iter_
+        np.testing.assert_array_equal(m.labels_.compute(), ref.labels_)
+
+
+def test_weight_column_of_a_dask_dataframe():
+    import dask.dataframe as dd
+
+    X = blobs(200, 2, 3, 1.0, seed=39)
+    w = np.random.RandomState(3).randint(0, 5, size=200)
+    frame = pd.DataFrame({"x": X[:, 0], "y": X[:, 1], "n": w})
+    ref = dshift.MeanShift(bandwidth=1.5).fit(X, sample_weight=w)
+    m = dshift.MeanShift(bandwidth=1.5).fit(dd.from_pandas(frame, npartitions=3), sample_weight="n")
+    assert np.array_equal(m.cluster_centers_, ref.cluster_centers_)
+    assert list(m.feature_names_in_) == ["x", "y"]
+    np.testing.assert_array_equal(m.labels_.compute(), ref.labels_)
+    with pytest.raises(ValueError, match="names no column"):
+        dshift.MeanShift(bandwidth=1.5).fit(dd.from_pandas(frame, npartitions=3), sample_weight="count")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([-1.0], "Negative values in data passed to `sample_weight`"),
+    ([np.nan], "Input sample_weight contains NaN"),
+    ([np.inf], "Input sample_weight contains infinity"),
+    ("short", r"sample_weight.shape == \(3,\), expected \(4,\)"),
+    ("zeros", "Sample weights must contain at least one non-zero number"),
+])
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_bad_weights_raise_sklearns_errors(bad, message, kind):
+    X = blobs(4, 2, 1, 1.0, seed=40)
+    w = {"short": np.ones(3), "zeros": np.zeros(4)}.get(bad) if isinstance(bad, str) else np.array([1.0, 2.0, 1.0] + bad)
+    if kind == "dask":
+        w, X = da.from_array(w, chunks=2), da.from_array(X, chunks=(2, 2))
+    with pytest.raises(ValueError, match=message):
+        dshift.MeanShift(bandwidth=1.0).fit(X, sample_weight=w)
+
+
+def test_mean_shift_and_fit_predict_take_weights():
+    X = blobs(80, 2, 3, 1.0, seed=41)
+    w = np.random.RandomState(4).randint(1, 4, size=80)
+    ref = dshift.MeanShift(bandwidth=1.5).fit(X, sample_weight=w)
+    centers, labels = dshift.mean_shift(X, bandwidth=1.5, sample_weight=w)
+    np.testing.assert_array_equal(centers, ref.cluster_centers_)
+    np.testing.assert_array_equal(dshift.MeanShift(bandwidth=1.5).fit_predict(X, sample_weight=w), ref.labels_)

@@ -44,7 +44,8 @@ def _assert_table(t: BinTable, bins, counts, first):
     np.testing.assert_array_equal(t.bins, bins)
     np.testing.assert_array_equal(t.counts, counts)
     np.testing.assert_array_equal(t.first, first)
-    assert t.counts.dtype == np.int64 and t.first.dtype == np.int64 and t.bins.dtype == np.float64
+    assert t.counts.dtype == np.float64 and t.first.dtype == np.int64 and t.bins.dtype == np.float64
+    assert not t.counts_c.any()  # unit weights: exact counts
 
 
 # ---------------------------------------------------------------- bin_table / merge_tables
@@ -91,8 +92,8 @@ def test_merge_tables_equals_whole_table():
 
 
 def test_merge_tables_keeps_first_appearance_of_a():
-    a = BinTable(np.array([[1.0], [3.0]]), np.array([2, 1]), np.array([0, 4]))
-    b = BinTable(np.array([[3.0], [2.0], [1.0]]), np.array([5, 1, 1]), np.array([10, 11, 12]))
+    a = BinTable(np.array([[1.0], [3.0]]), np.array([2.0, 1.0]), np.zeros(2), np.array([0, 4]))
+    b = BinTable(np.array([[3.0], [2.0], [1.0]]), np.array([5.0, 1.0, 1.0]), np.zeros(3), np.array([10, 11, 12]))
     m = merge_tables(a, b)
     _assert_table(m, [[1.0], [3.0], [2.0]], [3, 6, 1], [0, 4, 11])
 
@@ -144,10 +145,11 @@ def test_scan_is_chunking_invariant(rows):
 
 
 def test_bin_seeds_and_summary():
-    t = BinTable(np.array([[1.0, 2.0], [3.0, -1.0], [0.0, 0.0]]), np.array([3, 1, 2]), np.array([0, 1, 4]))
+    t = BinTable(np.array([[1.0, 2.0], [3.0, -1.0], [0.0, 0.0]]), np.array([3.0, 1.0, 2.0]), np.zeros(3),
+                 np.array([0, 1, 4]))
     result = ScanResult(6, 0, t)
     summary = summarize_scan(result, 2)
-    assert summary == BinSummary(n_rows=6, n_nonfinite=0, n_kept=2, fullest=3)
+    assert summary == BinSummary(n_rows=6, n_nonfinite=0, n_kept=2, fullest=3.0, total=6.0)
     assert bins_fit(summary, 0.1, 2)
     s = bin_seeds(t, 0.1, 2)
     assert s.dtype == np.float32
@@ -155,7 +157,7 @@ def test_bin_seeds_and_summary():
     assert bin_seeds(t, np.float64(0.1), 2).dtype == np.float64  # NumPy's promotion, as scikit-learn
     with pytest.raises(ValueError, match="min_bin_freq=4"):
         bins_fit(summarize_scan(result, 4), 0.1, 4)
-    alone = ScanResult(2, 0, BinTable(np.array([[1.0], [2.0]]), np.array([1, 1]), np.array([0, 1])))
+    alone = ScanResult(2, 0, BinTable(np.array([[1.0], [2.0]]), np.array([1.0, 1.0]), np.zeros(2), np.array([0, 1])))
     with pytest.warns(UserWarning, match=r"Binning data failed with provided bin_size=0\.100000"):
         assert not bins_fit(summarize_scan(alone, 1), 0.1, 1)
 
@@ -169,7 +171,7 @@ def test_seed_blocks_are_spatial_cells_holding_every_seed_once(block_size):
     with dask.config.set({"dshift.seed-block-size": block_size}):
         bins = dask.compute(*bin_seed_blocks(scanned, summary.n_kept, 0.5, 2))
         samples = dask.compute(*point_samples(arr, 300))
-        points = dask.compute(*point_seed_blocks(arr, list(samples)))
+        points = dask.compute(*point_seed_blocks(arr, list(samples), 300))
     for blocks, seeds in ((bins, get_bin_seeds(X, 0.5, 2)), (points, X)):
         ids = np.concatenate([b.seed for b in blocks])
         np.testing.assert_array_equal(np.sort(ids), np.arange(len(seeds)))
@@ -257,3 +259,23 @@ def test_get_bin_seeds_follows_numpy_promotion_like_sklearn(bin_size):
     ds = dshift.get_bin_seeds(X, bin_size, 2)
     assert ds.dtype == sk.dtype
     np.testing.assert_array_equal(ds, sk)
+
+
+def test_weighted_bins_equal_sklearn_on_repeated_rows():
+    X = blobs(400, 2, 3, 1.0, seed=9)
+    w = np.random.RandomState(3).randint(0, 4, size=400)
+    rep = np.repeat(X, w, axis=0)
+    for min_bin_freq in (1, 3, 7):
+        want = skc.get_bin_seeds(rep, 0.7, min_bin_freq)
+        np.testing.assert_array_equal(dshift.get_bin_seeds(X, 0.7, min_bin_freq, sample_weight=w), want)
+        lazy = dshift.get_bin_seeds(da.from_array(X, chunks=(37, 2)), 0.7, min_bin_freq,
+                                    sample_weight=da.from_array(w.astype(float), chunks=41))
+        np.testing.assert_array_equal(lazy, want)
+
+
+def test_fractional_bin_weights_are_compensated():
+    X = np.zeros((30, 1))
+    w = np.full(30, 0.1)  # 0.1 added 30 times in float64 is not 3.0; compensated it is
+    table = bin_table(X, 1.0, weights=w)
+    assert table.frequency[0] == 3.0
+    assert len(dshift.get_bin_seeds(X, 1.0, 3, sample_weight=w)) == 1
