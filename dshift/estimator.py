@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -39,7 +39,7 @@ from dshift.seeding import (
     summarize_scan,
     weight_blocks,
 )
-from dshift.shifting import blocks_from_array, climb
+from dshift.shifting import blocks_from_array, climb_many
 
 log = logging.getLogger("dshift")
 
@@ -94,6 +94,43 @@ def fit_stages(
     -------
     FitResult
     """
+    return fit_many(data, bandwidths=[bandwidth], seeds=seeds, bin_seeding=bin_seeding, min_bin_freq=min_bin_freq,
+                    cluster_all=cluster_all, max_iter=max_iter, n_jobs=n_jobs, on_seeds=on_seeds)[0]
+
+
+def fit_many(
+    data: _input.Prepared,
+    *,
+    bandwidths: Sequence[float | None],
+    seeds,
+    bin_seeding: bool,
+    min_bin_freq: int,
+    cluster_all: bool,
+    max_iter: int,
+    n_jobs: int | None,
+    on_seeds: Callable[[int, str], None] | None = None,
+) -> list[FitResult]:
+    """Fit one model per bandwidth, sharing every pass over the data.
+
+    The first pass reads the data once for all bandwidths (trees, NaN/inf check, one bin
+    table per bandwidth); the climbs of all bandwidths advance together, one pass per
+    step; each result equals the fit of its bandwidth alone.
+
+    Parameters
+    ----------
+    data : Prepared
+    bandwidths : sequence of float or None
+        None is the estimate (:func:`estimate_bandwidth` on the data).
+    seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, n_jobs
+        As in :class:`MeanShift`.
+    on_seeds : callable, optional
+        See :func:`fit_stages`; called once per bandwidth.
+
+    Returns
+    -------
+    list of FitResult
+        In the order of ``bandwidths``; ``timings`` are those of the shared passes.
+    """
     X = data.array
     n_rows, n_features = X.shape
     timings: dict[str, float] = {}
@@ -106,21 +143,20 @@ def fit_stages(
         clock = now
 
     weights = data.weights
-    if bandwidth is None:
+    if any(b is None for b in bandwidths):
         local = data.local_weights if data.local_weights is not None else weights
         try:
-            bandwidth = estimate_bandwidth(X if data.lazy else data.local, n_jobs=n_jobs,
-                                           sample_weight=None if weights is None else local)
+            estimate = estimate_bandwidth(X if data.lazy else data.local, n_jobs=n_jobs,
+                                          sample_weight=None if weights is None else local)
         except _input.NonFiniteError:  # seen in the sample: count the bad rows for the message
-            result = scan(X, None, n_jobs=n_jobs)
+            result = scan(X, n_jobs=n_jobs)
             raise _input.NonFiniteError.rows(result.n_nonfinite, result.n_rows) from None
-        log.info("bandwidth estimated: %.6g", bandwidth)
+        log.info("bandwidth estimated: %.6g", estimate)
+        bandwidths = [estimate if b is None else b for b in bandwidths]
         lap("bandwidth")
     # The bandwidth object itself sizes the bins: NumPy's promotion of float32 data by a
     # Python float or an np.float64 decides the bins' and seeds' dtype, as in scikit-learn.
-    bin_size = bandwidth
-    bandwidth = float(bandwidth)
-    use_bins = bin_seeding and seeds is None and bandwidth > 0
+    binned = [i for i, b in enumerate(bandwidths) if bin_seeding and seeds is None and float(b) > 0]
     # Pass 1 reads the chunks once for everything that needs the data: the scan (row count,
     # NaN/inf check, grid bins), each chunk's k-d tree (kept when it fits in (cluster)
     # memory or in the workers' spill space, see dshift._dask.should_persist; else rebuilt
@@ -130,9 +166,10 @@ def fit_stages(
     chunks = X.to_delayed().ravel()
     indexes = [delayed(build_index, pure=True)(b, w) for b, w in zip(chunks, weight_blocks(X, weights))]
     kept_trees = not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3))
+    bin_sizes = tuple(bandwidths[i] for i in binned)
     first = _persist_together({
         "trees": indexes if kept_trees else [],
-        "scan": [scan_graph(X, bin_size if use_bins else None, weights)] if data.lazy or use_bins else [],
+        "scan": [scan_graph(X, bin_sizes, weights)] if data.lazy or binned else [],
         "samples": point_samples(X, n_rows) if seeds is None else [],
         "checks": _input.weight_checks(weights) if weights is not None else [],
     }, n_jobs)
@@ -144,11 +181,13 @@ def fit_stages(
             _input.check_weights(n_nan, n_inf, n_negative, n_positive)
     else:
         n_positive = n_rows
+    summaries = []
     if first["scan"]:
         (scanned,) = first["scan"]
-        (summary,) = _dask.compute(delayed(summarize_scan, pure=True)(scanned, min_bin_freq), n_jobs=n_jobs)
-        if summary.n_nonfinite:
-            raise _input.NonFiniteError.rows(summary.n_nonfinite, summary.n_rows)
+        summaries = list(_dask.compute(*(delayed(summarize_scan, pure=True)(scanned, min_bin_freq, j)
+                                         for j in range(max(len(binned), 1))), n_jobs=n_jobs))
+        if summaries[0].n_nonfinite:
+            raise _input.NonFiniteError.rows(summaries[0].n_nonfinite, summaries[0].n_rows)
         lap("scan")
     if kept_trees:
         _dask.wait(indexes)  # distributed persist returns at once; account the build here
@@ -156,33 +195,43 @@ def fit_stages(
     else:
         log.info("index: %d chunks re-read and re-indexed on every pass", len(indexes))
     lap("index")
-    if seeds is not None:
-        explicit = _explicit_seeds(seeds, n_features)
-        blocks, n_seeds, source = blocks_from_array(explicit), len(explicit), "seeds"
-    elif use_bins and bins_fit(summary, bin_size, min_bin_freq):
-        blocks = bin_seed_blocks(scanned, summary.n_kept, bin_size, min_bin_freq, n_jobs=n_jobs)
-        n_seeds, source = summary.n_kept, "bins"
-    else:  # every point (of positive weight) is a seed
-        blocks, n_seeds = point_seed_blocks(X, samples, int(n_positive), weights), int(n_positive)
-        source = "lone-bins" if use_bins else "points"
-    log.info("seeding: %s seeds from %s rows (%s)", f"{n_seeds:,}", f"{n_rows:,}", source)
-    if on_seeds is not None:
-        on_seeds(n_seeds, source)
+
+    runs, n_seeds = [], []
+    for i, bandwidth in enumerate(bandwidths):
+        if seeds is not None:
+            explicit = _explicit_seeds(seeds, n_features)
+            blocks, count, source = blocks_from_array(explicit), len(explicit), "seeds"
+        elif i in binned and bins_fit(summaries[binned.index(i)], bandwidth, min_bin_freq):
+            j = binned.index(i)
+            blocks = bin_seed_blocks(scanned, j, summaries[j].n_kept, bandwidth, min_bin_freq, n_jobs=n_jobs)
+            count, source = summaries[j].n_kept, "bins"
+        else:  # every point (of positive weight) is a seed
+            blocks, count = point_seed_blocks(X, samples, int(n_positive), weights), int(n_positive)
+            source = "lone-bins" if i in binned else "points"
+        log.info("seeding: %s seeds from %s rows (%s)%s", f"{count:,}", f"{n_rows:,}", source,
+                 f", bandwidth {float(bandwidth):.4g}" if len(bandwidths) > 1 else "")
+        if on_seeds is not None:
+            on_seeds(count, source)
+        runs.append((blocks, float(bandwidth)))
+        n_seeds.append(count)
     lap("seeding")
 
-    climbed = climb(indexes, blocks, bandwidth, max_iter, data.dtype, n_jobs=n_jobs)
+    climbed = climb_many(indexes, runs, max_iter, data.dtype, n_jobs=n_jobs)
     del indexes
     lap("shift")
-    (centers_kept,) = _dask.persist(merge_blocks(climbed.blocks, bandwidth, data.dtype), n_jobs=n_jobs)
-    (centers,) = _dask.compute(centers_kept, n_jobs=n_jobs)
+    kept_centers = list(_dask.persist(*(merge_blocks(c.blocks, bw, data.dtype)
+                                        for c, (_, bw) in zip(climbed, runs)), n_jobs=n_jobs))
+    centers = _dask.compute(*kept_centers, n_jobs=n_jobs)
     lap("merge")
-    log.info("merge: %s clusters", f"{len(centers):,}")
+    for c, (_, bw) in zip(centers, runs):
+        log.info("merge: %s clusters%s", f"{len(c):,}", f" (bandwidth {bw:.4g})" if len(runs) > 1 else "")
 
-    labels = label_array(X, centers_kept, bandwidth, cluster_all)
+    labels = [label_array(X, at, bw, cluster_all) for at, (_, bw) in zip(kept_centers, runs)]
     if not data.lazy:
-        (labels,) = _dask.compute(labels, n_jobs=n_jobs)
+        labels = list(_dask.compute(*labels, n_jobs=n_jobs))
         lap("assign")
-    return FitResult(centers, labels, climbed.n_iter, bandwidth, n_seeds, timings, centers_kept)
+    return [FitResult(c, lab, cl.n_iter, bw, n, dict(timings), at)
+            for c, lab, cl, (_, bw), n, at in zip(centers, labels, climbed, runs, n_seeds, kept_centers)]
 
 
 def _persist_together(groups: dict[str, list], n_jobs: int | None) -> dict[str, list]:

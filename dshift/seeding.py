@@ -43,11 +43,11 @@ class BinTable(NamedTuple):
 
 
 class ScanResult(NamedTuple):
-    """What one pass over the rows learns: size, bad rows and (optionally) the bin table."""
+    """What one pass over the rows learns: size, bad rows and a bin table per bin size."""
 
     n_rows: int
     n_nonfinite: int
-    table: BinTable | None
+    tables: tuple[BinTable, ...]  # one per bin size asked for; none once a row is not finite
 
 
 @njit(inline="always", cache=True)
@@ -173,7 +173,7 @@ def bin_table(chunk: np.ndarray, bin_size: float, offset: int = 0, weights: np.n
     -------
     BinTable
     """
-    return scan_chunk(chunk, offset, bin_size, weights).table
+    return scan_chunk(chunk, offset, (bin_size,), weights).tables[0]
 
 
 def merge_tables(a: BinTable, b: BinTable) -> BinTable:
@@ -190,32 +190,36 @@ def merge_tables(a: BinTable, b: BinTable) -> BinTable:
     )
 
 
-def scan_chunk(chunk: np.ndarray, offset: int, bin_size: float | None,
+def scan_chunk(chunk: np.ndarray, offset: int, bin_sizes: tuple = (),
                weights: np.ndarray | None = None) -> ScanResult:
-    """One chunk's share of the scan pass: row count, rows with NaN/inf, and bin table.
+    """One chunk's share of the scan pass: row count, rows with NaN/inf, and bin tables.
 
-    One compiled pass over the rows; the table is only kept while all rows are finite.
+    One compiled pass over the rows per bin size (the chunk is in memory: the read is the
+    cost); tables are only kept while all rows are finite.
     """
     chunk = np.ascontiguousarray(chunk)
     if not np.issubdtype(chunk.dtype, np.floating):
         chunk = chunk.astype(np.float64)
-    with_bins = bool(bin_size)
-    n_bad, keys, counts, counts_c, first = _scan_rows(
-        chunk,
-        np.zeros(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64),
-        float(bin_size) if with_bins else 1.0,
-        with_bins and _divides_in_float32(chunk.dtype, bin_size),
-        with_bins,
-        *_empty_store(chunk.shape[1]),
-    )
-    table = BinTable(keys, counts, counts_c, first + offset) if with_bins and n_bad == 0 else None
-    return ScanResult(len(chunk), int(n_bad), table)
+    w = np.zeros(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    n_bad, tables = 0, []
+    for bin_size in bin_sizes or (None,):
+        with_bins = bin_size is not None
+        n_bad, keys, counts, counts_c, first = _scan_rows(
+            chunk, w, float(bin_size) if with_bins else 1.0,
+            with_bins and _divides_in_float32(chunk.dtype, bin_size), with_bins, *_empty_store(chunk.shape[1]),
+        )
+        if n_bad:
+            return ScanResult(len(chunk), int(n_bad), ())
+        if with_bins:
+            tables.append(BinTable(keys, counts, counts_c, first + offset))
+    return ScanResult(len(chunk), 0, tuple(tables))
 
 
 def merge_scans(a: ScanResult, b: ScanResult) -> ScanResult:
     """Merge the scans of two row ranges, ``a`` before ``b``."""
-    table = merge_tables(a.table, b.table) if a.table is not None and b.table is not None else None
-    return ScanResult(a.n_rows + b.n_rows, a.n_nonfinite + b.n_nonfinite, table)
+    bad = a.n_nonfinite + b.n_nonfinite
+    tables = () if bad else tuple(merge_tables(x, y) for x, y in zip(a.tables, b.tables))
+    return ScanResult(a.n_rows + b.n_rows, bad, tables)
 
 
 def weight_blocks(X: da.Array, weights: da.Array | None) -> list:
@@ -225,15 +229,15 @@ def weight_blocks(X: da.Array, weights: da.Array | None) -> list:
     return list(weights.rechunk((X.chunks[0],)).to_delayed().ravel())
 
 
-def scan_graph(X: da.Array, bin_size: float | None, weights: da.Array | None = None) -> Delayed:
+def scan_graph(X: da.Array, bin_sizes: tuple = (), weights: da.Array | None = None) -> Delayed:
     """The scan pass as one lazy result: per-chunk scans of ``X``, tree-merged in order.
 
     Parameters
     ----------
     X : dask.array.Array of shape (n, d)
         Rows chunked along axis 0 only; chunk sizes must be known.
-    bin_size : float or None
-        Grid spacing, or None when no bin seeding is wanted.
+    bin_sizes : tuple of float
+        Grid spacings, one bin table each (none: only the NaN/inf check).
     weights : dask.array.Array of shape (n,), optional
         Sample weights (a bin's frequency is their sum).
 
@@ -245,14 +249,14 @@ def scan_graph(X: da.Array, bin_size: float | None, weights: da.Array | None = N
     """
     offsets = _dask.chunk_offsets(X.chunks[0])
     blocks = X.to_delayed().ravel()
-    parts = [delayed(scan_chunk, pure=True)(b, int(o), bin_size, w)
+    parts = [delayed(scan_chunk, pure=True)(b, int(o), tuple(bin_sizes), w)
              for b, o, w in zip(blocks, offsets, weight_blocks(X, weights))]
     return _dask.tree_reduce(parts, merge_scans)
 
 
-def scan(X: da.Array, bin_size: float | None, n_jobs: int | None = None, weights: da.Array | None = None) -> ScanResult:
+def scan(X: da.Array, bin_sizes: tuple = (), n_jobs: int | None = None, weights: da.Array | None = None) -> ScanResult:
     """Dask driver of the scan pass on its own: one read of ``X`` (see :func:`scan_graph`)."""
-    (result,) = _dask.compute(scan_graph(X, bin_size, weights), n_jobs=n_jobs)
+    (result,) = _dask.compute(scan_graph(X, bin_sizes, weights), n_jobs=n_jobs)
     return result
 
 
@@ -266,9 +270,9 @@ class BinSummary(NamedTuple):
     total: float  # points (or weight) in all bins: the size of the (repeated) data
 
 
-def summarize_scan(result: ScanResult, min_bin_freq: int) -> BinSummary:
-    """Reduce a scan to its sizes (runs where the scan result lives)."""
-    freq = result.table.frequency if result.table is not None else np.zeros(0)
+def summarize_scan(result: ScanResult, min_bin_freq: int, which: int = 0) -> BinSummary:
+    """Reduce a scan's ``which``-th bin table to its sizes (runs where the scan result lives)."""
+    freq = result.tables[which].frequency if result.tables else np.zeros(0)
     return BinSummary(result.n_rows, result.n_nonfinite, int(np.count_nonzero(freq >= min_bin_freq)),
                       float(freq.max(initial=0)), math.fsum(freq))
 
@@ -305,25 +309,27 @@ def bin_seeds(table: BinTable, bin_size, min_bin_freq: int) -> np.ndarray:
     return table.bins[keep].astype(np.float32) * bin_size
 
 
-def _route_bins(result: ScanResult, bin_size, min_bin_freq: int, cells: Partition) -> list:
-    seeds = bin_seeds(result.table, bin_size, min_bin_freq)
+def _route_bins(result: ScanResult, which: int, bin_size, min_bin_freq: int, cells: Partition) -> list:
+    seeds = bin_seeds(result.tables[which], bin_size, min_bin_freq)
     return partition.split(seeds, np.arange(len(seeds), dtype=np.int64), cells)
 
 
-def _bin_sample(result: ScanResult, bin_size, min_bin_freq: int, size: int) -> np.ndarray:
-    return partition.strided_sample(bin_seeds(result.table, bin_size, min_bin_freq), size)
+def _bin_sample(result: ScanResult, which: int, bin_size, min_bin_freq: int, size: int) -> np.ndarray:
+    return partition.strided_sample(bin_seeds(result.tables[which], bin_size, min_bin_freq), size)
 
 
-def bin_seed_blocks(scanned: Delayed, n_kept: int, bin_size, min_bin_freq: int,
+def bin_seed_blocks(scanned: Delayed, which: int, n_kept: int, bin_size, min_bin_freq: int,
                     n_jobs: int | None = None) -> list[Delayed]:
-    """Seed blocks cut from the scan's bin table where it lives (the bins never reach the driver).
+    """Seed blocks cut from a scan's bin table where it lives (the bins never reach the driver).
 
     Parameters
     ----------
     scanned : Delayed
         The scan result (:func:`scan_graph`), persisted.
+    which : int
+        Which of its bin tables (the position of ``bin_size`` in the scan's bin sizes).
     n_kept : int
-        Its number of kept bins (:func:`summarize_scan`).
+        That table's number of kept bins (:func:`summarize_scan`).
     bin_size : float
         As given to the scan.
     min_bin_freq : int
@@ -337,10 +343,10 @@ def bin_seed_blocks(scanned: Delayed, n_kept: int, bin_size, min_bin_freq: int,
     """
     n_cells = partition.n_cells_for(n_kept)
     size = partition.sample_size(n_cells)
-    (sample,) = _dask.compute(delayed(_bin_sample, pure=True)(scanned, bin_size, min_bin_freq, max(size, 1)),
+    (sample,) = _dask.compute(delayed(_bin_sample, pure=True)(scanned, which, bin_size, min_bin_freq, max(size, 1)),
                               n_jobs=n_jobs)
     cells = partition.plan(sample, n_cells)
-    routed = delayed(_route_bins, pure=True)(scanned, bin_size, min_bin_freq, cells)
+    routed = delayed(_route_bins, pure=True)(scanned, which, bin_size, min_bin_freq, cells)
     return partition.gather_cells([routed], cells.n_cells, block_from_shares)
 
 
@@ -424,9 +430,9 @@ def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1, *, sample_weight=No
     if bin_size == 0:
         return X
     arr = as_row_chunked(X)
-    result = scan(arr, bin_size, weights=weights)
+    result = scan(arr, (bin_size,), weights=weights)
     if result.n_nonfinite:
         raise NonFiniteError.rows(result.n_nonfinite, result.n_rows)
     if bins_fit(summarize_scan(result, min_bin_freq), bin_size, min_bin_freq):
-        return bin_seeds(result.table, bin_size, min_bin_freq)
+        return bin_seeds(result.tables[0], bin_size, min_bin_freq)
     return X if weights is None else arr[weights > 0].compute()

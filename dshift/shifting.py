@@ -225,7 +225,7 @@ def climb(
     indexes : sequence of Delayed
         One :class:`~dshift.index.ChunkIndex` per row chunk (persisted or lazy).
     blocks : sequence of Delayed
-        The seed blocks (:class:`SeedBlock`), in seed order.
+        The seed blocks (:class:`SeedBlock`).
     bandwidth : float
         Ball radius (>= 0).
     max_iter : int
@@ -240,32 +240,71 @@ def climb(
     ClimbResult
         The final blocks stay where they are (persisted on the workers).
     """
-    blocks = list(blocks)
-    summaries = _persist_pass(blocks, "seeding", n_jobs, None)
-    blocks, summaries = [b for b, _ in summaries], [s for _, s in summaries]
-    n_seeds = sum(s.n_seeds for s in summaries)
+    return climb_many(indexes, [(blocks, bandwidth)], max_iter, dtype, n_jobs)[0]
+
+
+def climb_many(
+    indexes: Sequence[Delayed],
+    runs: Sequence[tuple[Sequence[Delayed], float]],
+    max_iter: int,
+    dtype: np.dtype,
+    n_jobs: int | None = None,
+) -> list[ClimbResult]:
+    """The climbs of several bandwidths over the same chunks, sharing every pass.
+
+    Parameters
+    ----------
+    indexes : sequence of Delayed
+        One :class:`~dshift.index.ChunkIndex` per row chunk.
+    runs : sequence of (blocks, bandwidth)
+        Each run's seed blocks and its ball radius. All runs advance in lock step, so a
+        pass reads each chunk's index once for all of them.
+    max_iter, dtype, n_jobs
+        As in :func:`climb`.
+
+    Returns
+    -------
+    list of ClimbResult
+        One per run, in order.
+    """
+    owner = [r for r, (blocks, _) in enumerate(runs) for _ in blocks]
+    radius = [runs[r][1] for r in owner]
+    blocks = [b for run_blocks, _ in runs for b in run_blocks]
+    pairs = _persist_pass(blocks, "seeding", n_jobs, None)
+    blocks, summaries = [b for b, _ in pairs], [s for _, s in pairs]
     step = 0
     while True:
         live = [b for b, s in enumerate(summaries) if s.n_active]
         if not live:
             break
         t0 = time.perf_counter()
-        climbing = sum(summaries[b].n_active for b in live)
+        before = {b: summaries[b].n_active for b in live}
+        climbing = sum(before.values())
         stepped = []
         for b in live:
-            query = delayed(block_query, pure=True)(blocks[b], bandwidth)
-            parts = [delayed(block_sums, pure=True)(ix, query, bandwidth) for ix in indexes]
+            query = delayed(block_query, pure=True)(blocks[b], radius[b])
+            parts = [delayed(block_sums, pure=True)(ix, query, radius[b]) for ix in indexes]
             totals = _dask.tree_reduce(parts, _compensated.combine)
-            stepped.append(delayed(advance, pure=True)(blocks[b], query, totals, bandwidth, step, max_iter, dtype))
+            stepped.append(delayed(advance, pure=True)(blocks[b], query, totals, radius[b], step, max_iter, dtype))
         for b, (block, summary) in zip(live, _persist_pass(stepped, f"shift iteration {step}", n_jobs, climbing)):
             blocks[b], summaries[b] = block, summary
-        log.info(
-            "shift iteration %d: %s climbing seeds (%s distinct), largest shift %.3g, %.2fs",
-            step, f"{climbing:,}", f"{sum(summaries[b].n_queried for b in live):,}",
-            max(summaries[b].largest_shift for b in live), time.perf_counter() - t0,
-        )
+        for r, (_, bandwidth) in enumerate(runs):
+            mine = [b for b in live if owner[b] == r]
+            if mine:
+                log.info(
+                    "shift iteration %d%s: %s climbing seeds (%s distinct), largest shift %.3g, %.2fs",
+                    step, f" (bandwidth {bandwidth:.4g})" if len(runs) > 1 else "",
+                    f"{sum(before[b] for b in mine):,}",
+                    f"{sum(summaries[b].n_queried for b in mine):,}",
+                    max(summaries[b].largest_shift for b in mine), time.perf_counter() - t0,
+                )
         step += 1
-    return ClimbResult(blocks, max((s.n_iter for s in summaries), default=0), n_seeds)
+    return [
+        ClimbResult([blocks[b] for b in range(len(blocks)) if owner[b] == r],
+                    max((summaries[b].n_iter for b in range(len(blocks)) if owner[b] == r), default=0),
+                    sum(summaries[b].n_seeds for b in range(len(blocks)) if owner[b] == r))
+        for r in range(len(runs))
+    ]
 
 
 def _persist_pass(blocks: list[Delayed], what: str, n_jobs: int | None, climbing: int | None):

@@ -122,23 +122,24 @@ def test_scan_chunk_counts_nonfinite_rows():
     X[3, 0] = np.nan
     X[3, 2] = np.inf
     X[11, 1] = -np.inf
-    r = scan_chunk(X, 0, 1.0)
-    assert (r.n_rows, r.n_nonfinite, r.table) == (20, 2, None)
-    r = scan_chunk(X[:3], 0, None)
-    assert (r.n_rows, r.n_nonfinite, r.table) == (3, 0, None)
+    r = scan_chunk(X, 0, (1.0,))
+    assert (r.n_rows, r.n_nonfinite, r.tables) == (20, 2, ())
+    r = scan_chunk(X[:3], 0)
+    assert (r.n_rows, r.n_nonfinite, r.tables) == (3, 0, ())
 
 
 @pytest.mark.parametrize("rows", [1, 7, 64, 500])
 def test_scan_is_chunking_invariant(rows):
     X = blobs(500, 2, 3, 1.0, seed=8)
-    whole = bin_table(X, 0.5)
-    r = scan(da.from_array(X, chunks=(rows, 2)), 0.5)
+    whole, coarse = bin_table(X, 0.5), bin_table(X, 2.0)
+    r = scan(da.from_array(X, chunks=(rows, 2)), (0.5, 2.0))  # one read, a table per bin size
     assert r.n_rows == 500 and r.n_nonfinite == 0
-    _assert_table(r.table, whole.bins, whole.counts, whole.first)
+    _assert_table(r.tables[0], whole.bins, whole.counts, whole.first)
+    _assert_table(r.tables[1], coarse.bins, coarse.counts, coarse.first)
     X2 = X.copy()
     X2[[5, 499]] = np.nan
-    r = scan(da.from_array(X2, chunks=(rows, 2)), 0.5)
-    assert (r.n_rows, r.n_nonfinite, r.table) == (500, 2, None)
+    r = scan(da.from_array(X2, chunks=(rows, 2)), (0.5,))
+    assert (r.n_rows, r.n_nonfinite, r.tables) == (500, 2, ())
 
 
 # ---------------------------------------------------------------- bin seeds from a scan
@@ -147,7 +148,7 @@ def test_scan_is_chunking_invariant(rows):
 def test_bin_seeds_and_summary():
     t = BinTable(np.array([[1.0, 2.0], [3.0, -1.0], [0.0, 0.0]]), np.array([3.0, 1.0, 2.0]), np.zeros(3),
                  np.array([0, 1, 4]))
-    result = ScanResult(6, 0, t)
+    result = ScanResult(6, 0, (t,))
     summary = summarize_scan(result, 2)
     assert summary == BinSummary(n_rows=6, n_nonfinite=0, n_kept=2, fullest=3.0, total=6.0)
     assert bins_fit(summary, 0.1, 2)
@@ -157,7 +158,7 @@ def test_bin_seeds_and_summary():
     assert bin_seeds(t, np.float64(0.1), 2).dtype == np.float64  # NumPy's promotion, as scikit-learn
     with pytest.raises(ValueError, match="min_bin_freq=4"):
         bins_fit(summarize_scan(result, 4), 0.1, 4)
-    alone = ScanResult(2, 0, BinTable(np.array([[1.0], [2.0]]), np.array([1.0, 1.0]), np.zeros(2), np.array([0, 1])))
+    alone = ScanResult(2, 0, (BinTable(np.array([[1.0], [2.0]]), np.array([1.0, 1.0]), np.zeros(2), np.array([0, 1])),))
     with pytest.warns(UserWarning, match=r"Binning data failed with provided bin_size=0\.100000"):
         assert not bins_fit(summarize_scan(alone, 1), 0.1, 1)
 
@@ -166,10 +167,10 @@ def test_bin_seeds_and_summary():
 def test_seed_blocks_are_spatial_cells_holding_every_seed_once(block_size):
     X = blobs(300, 2, 3, 1.0, seed=4)
     arr = da.from_array(X, chunks=(70, 2))
-    scanned = scan_graph(arr, 0.5)
+    scanned = scan_graph(arr, (0.5,))
     summary = dask.compute(delayed(summarize_scan)(scanned, 2))[0]
     with dask.config.set({"dshift.seed-block-size": block_size}):
-        bins = dask.compute(*bin_seed_blocks(scanned, summary.n_kept, 0.5, 2))
+        bins = dask.compute(*bin_seed_blocks(scanned, 0, summary.n_kept, 0.5, 2))
         samples = dask.compute(*point_samples(arr, 300))
         points = dask.compute(*point_seed_blocks(arr, list(samples), 300))
     for blocks, seeds in ((bins, get_bin_seeds(X, 0.5, 2)), (points, X)):
