@@ -1,7 +1,9 @@
 """The ``dshift`` command: run, validate and predict.
 
-Exit status: 0 on success; 2 on a user error (bad config or data, existing output,
-unreachable scheduler) with one line on stderr saying what is wrong; 1 when the cluster fails
+Exit status: 0 on success; 2 on a user error (bad config or data, existing output, an output
+another job is writing, unreachable scheduler) with one line on stderr saying what is wrong;
+74 (EX_IOERR) when the storage refused to take the output (no space, quota, read-only file
+system, no permission: one line naming the output and the cause); 1 when the cluster fails
 under the job (workers keep dying, no workers left, scheduler lost: one line naming the
 scheduler) or on an unexpected failure (one line; the traceback is in the log); 130 / 143 when
 SIGINT / SIGTERM stopped the job.
@@ -21,7 +23,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from dshift.errors import ClusterError, Interrupted, UserError
+from dshift.errors import EXIT_STORAGE, ClusterError, Interrupted, UserError
 from dshift.interrupts import InterruptHandler
 from dshift.logs import JobLog, log_path
 
@@ -54,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dshift",
         description="Exact, distributed mean shift clustering of Parquet data sets on Dask.",
-        epilog="Exit status: 0 success, 2 user error (one line on stderr), 1 cluster or unexpected failure, "
-               "130/143 interrupted (SIGINT/SIGTERM).",
+        epilog="Exit status: 0 success, 2 user error (one line on stderr), 74 the output's storage failed (no "
+               "space, read-only, no permission), 1 cluster or unexpected failure, 130/143 interrupted "
+               "(SIGINT/SIGTERM).",
     )
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -158,10 +161,15 @@ def _validate(cfg: "Config", config: str) -> None:  # noqa: F821
         notes.append(f"input: {len(source.files.files)} files{pruned}, {source.n_rows_input:,} rows{filtered}, "
                      f"features {', '.join(source.feature_columns)}")
         notes.append(precheck_seeds(cfg, source))
+    output = OutputStage(cfg.output.path, cfg.output.storage_options, overwrite=cfg.output.overwrite)
     try:
-        OutputStage(cfg.output.path, cfg.output.storage_options, overwrite=cfg.output.overwrite).check()
+        output.check()
     except UserError as exc:  # a condition of the next run, not of the config itself
         notes.append(f"note: {exc}")
+    running = output.holder()
+    if running is not None:
+        notes.append(f"note: output.path {cfg.output.path!r} is in use by another dshift job ({running}); "
+                     "a run now would be refused")
     print(f"config OK: {config}")
     for note in notes:
         print(f"  {note}")
@@ -224,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns
     -------
     int
-        The exit status (0, 1, 2, 130 or 143).
+        The exit status (0, 1, 2, 74, 130 or 143).
     """
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors, as argparse does
@@ -269,8 +277,8 @@ class _Outcome:
             return self.interrupted(signum or getattr(failure, "signum", signal.SIGINT))
         if failure is None:
             return EXIT_OK, None
-        if isinstance(failure, UserError):
-            return EXIT_USER_ERROR, failure.one_line()
+        if isinstance(failure, UserError):  # exit 2, or 74 for a storage fault
+            return failure.exit_code, failure.one_line()
         if isinstance(failure, ClusterError):  # the cluster failed under the job, not the config
             return EXIT_FAILURE, failure.one_line()
         if self.log.path is None:  # failed before its log was opened: the traceback needs one
@@ -297,9 +305,11 @@ class _Outcome:
         exc = Interrupted(signum)
         self.log.write_stacks()
         _kill_children(self.children_before)
-        where = f" {self.job.output}" if self.job is not None and self.job.output else ""
-        line = (f"dshift: interrupted ({exc.signame}); the job did not stop within {GRACE:g} s and was killed "
-                f"(a leftover .tmp- directory next to the output{where} is removed by the next run)")
+        line = f"dshift: interrupted ({exc.signame}); the job did not stop within {GRACE:g} s and was killed"
+        outputs = sys.modules.get("dshift.io.outputs")  # loaded if the job staged an output
+        left = outputs.discard_open_stages() if outputs is not None else []
+        if left:
+            line += f" (its staged output {', '.join(left)} is removed by the next run)"
         self.log.final(_with_log(line, self.log.path))
         os._exit(exc.exit_code)
 
@@ -310,9 +320,9 @@ class _Outcome:
             log.close(keep=False, into=into, storage_options=self.job.storage_options if into else None,
                       restore_stderr=restore_stderr)
             return code
-        # A user error whose log only repeats dshift's lines (found before any cluster ran) leaves
-        # no log behind; every other failure keeps it and names it.
-        keep = code != EXIT_USER_ERROR or log.has_library_output()
+        # A user error or storage fault whose log only repeats dshift's lines (found before any
+        # cluster ran) leaves no log behind; every other failure keeps it and names it.
+        keep = code not in (EXIT_USER_ERROR, EXIT_STORAGE) or log.has_library_output()
         log.final(_with_log(line, log.path if keep else None))
         log.close(keep=keep, restore_stderr=restore_stderr)
         return code

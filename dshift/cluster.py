@@ -1,9 +1,10 @@
 """Connecting the batch tool to Dask: a LocalCluster or an existing scheduler.
 
 :func:`connect` is a context manager that yields a ``distributed.Client`` and always closes
-the client (and the LocalCluster it started) on the way out; when the ``dshift`` command is
-interrupted (:mod:`dshift.interrupts`) it kills the LocalCluster's workers first, so the job
-stops within seconds even while tasks run. :func:`persist_policy` sets the engine's
+the client (and the LocalCluster it started) on the way out; when the job fails or the
+``dshift`` command is interrupted (:mod:`dshift.interrupts`) it kills the LocalCluster's
+workers first, so the job stops within seconds even while tasks run, and no task writes into
+the job's staged output after it was removed. :func:`persist_policy` sets the engine's
 ``dshift.persist`` knob.
 """
 
@@ -85,10 +86,10 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
     cluster = None
     client = None
     watchdog = None
-    interrupted = False
+    interrupted = failed = False
     where = cfg.address or "the local cluster"
 
-    def stop() -> None:  # an interrupt: no worker keeps computing (or writing) while the job unwinds
+    def stop() -> None:  # no worker keeps computing (or writing) while a failed job unwinds
         if cluster is not None:
             _kill_local_workers(cluster)
 
@@ -143,10 +144,14 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                 watchdog.start()
             try:
                 yield client
-            except UserError:
-                raise
-            except Exception as exc:
-                message = _cluster_failure(exc, client, where, watchdog)
+            except BaseException as exc:
+                message = None
+                if isinstance(exc, Exception) and not isinstance(exc, UserError):
+                    message = _cluster_failure(exc, client, where, watchdog)
+                # The job failed: no task of it may go on running, nor write into its staging
+                # directory once that is removed. A LocalCluster's workers are killed at once.
+                stop()
+                failed = True
                 if message is None:
                     raise
                 raise ClusterError(message) from exc
@@ -154,15 +159,15 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
         interrupted = True
         raise
     finally:
-        # After an interrupt the workers are gone already: short timeouts keep the stop prompt.
+        # After a failure or an interrupt the local workers are gone already: short timeouts.
         if watchdog is not None:
             watchdog.stop()
         with contextlib.suppress(Exception):
             if client is not None:
-                client.close(timeout=2 if interrupted else 10)
+                client.close(timeout=2 if interrupted or failed else 10)
         with contextlib.suppress(Exception):
             if cluster is not None:
-                cluster.close(timeout=2 if interrupted else 20)
+                cluster.close(timeout=2 if interrupted or failed else 20)
 
 
 def _kill_local_workers(cluster) -> None:

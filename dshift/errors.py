@@ -3,14 +3,19 @@
 Only one class matters to callers: :class:`UserError`. Anything the user can fix (a bad
 config, a missing column, NaN in the data, an output that already exists, an unreachable
 scheduler) is raised as a ``UserError`` with a one-line message naming the offending key,
-column, file or address. The ``dshift`` command turns it into exit status 2; every other
-exception is a bug or an environment failure (exit status 1). :class:`Interrupted` is the
-command's SIGINT/SIGTERM (exit status 130/143).
+column, file or address. The ``dshift`` command turns it into exit status 2, or the error's
+own :attr:`~UserError.exit_code`: a :class:`StorageError` (the storage refused to store the
+output: no space, quota, read-only, no permission) is 74. :class:`ClusterError` and every other
+exception is a cluster, environment or program failure (exit status 1). :class:`Interrupted`
+is the command's SIGINT/SIGTERM (exit status 130/143).
 """
 
 from __future__ import annotations
 
-__all__ = ["UserError", "ConfigError", "ClusterError", "Interrupted"]
+__all__ = ["UserError", "ConfigError", "StorageError", "ClusterError", "Interrupted", "EXIT_STORAGE"]
+
+#: Exit status of a storage fault: sysexits.h's EX_IOERR.
+EXIT_STORAGE = 74
 
 
 class UserError(Exception):
@@ -23,6 +28,8 @@ class UserError(Exception):
     """
 
     prefix = "error"
+    #: The ``dshift`` command's exit status for this error.
+    exit_code = 2
 
     def __init__(self, message: str) -> None:
         # Messages end up on a single stderr line: fold any embedded newlines.
@@ -42,6 +49,24 @@ class ConfigError(UserError):
     """A configuration file that cannot be read or does not match the schema."""
 
     prefix = "config error"
+
+
+class StorageError(UserError):
+    """The storage refused an operation of the job: no space left, quota exceeded, read-only
+    file system, permission or access denied (an object store's ``AccessDenied``), or any
+    other I/O error while writing the output.
+
+    The config may well be right (the same job succeeds once space is freed or the file system
+    is writable again), so the ``dshift`` command exits 74 (``EX_IOERR``), not 2; the message
+    says which side failed (``output: cannot write '/data/out' (no space left on device); ...``).
+
+    Parameters
+    ----------
+    message : str
+        One line naming the path, the cause and what to do.
+    """
+
+    exit_code = EXIT_STORAGE
 
 
 class ClusterError(Exception):

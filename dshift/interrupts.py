@@ -9,6 +9,12 @@ cluster's worker processes at once, so no task keeps running (or writing into th
 directory) while the job unwinds. Later signals are ignored: a second Ctrl-C cannot break
 the cleanup with a traceback.
 
+An exception raised where Python ignores exceptions is lost: a signal handled while the
+main thread runs a ``__del__`` (distributed's ``Future.__del__`` during a garbage collection)
+would leave the job running with its workers gone. The handler's ``sys.unraisablehook``
+catches the lost :class:`~dshift.errors.Interrupted` and delivers the signal again, so it is
+raised where the job can unwind.
+
 A signal is noticed by a watcher thread as soon as it arrives (``signal.set_wakeup_fd``),
 even when the main thread is busy in C code and cannot run the Python handler yet; if the job
 has not finished unwinding ``grace`` seconds later, the watcher calls ``on_overrun`` (the
@@ -20,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from typing import Callable, Iterator, Optional
 
@@ -83,6 +90,8 @@ class InterruptHandler:
         self._done = threading.Event()
         self._previous: dict[int, object] = {}
         self._previous_wakeup = -1
+        self._previous_hook = sys.unraisablehook
+        self._lost = False  # Interrupted was raised where it is ignored: raise it again
         self._pipe: Optional[tuple[int, int]] = None
 
     def __enter__(self) -> "InterruptHandler":
@@ -94,6 +103,7 @@ class InterruptHandler:
         self._pipe = (read_fd, write_fd)
         self._previous_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         threading.Thread(target=self._watch, args=(read_fd,), name="dshift-interrupt-watcher", daemon=True).start()
         return self
 
@@ -109,6 +119,7 @@ class InterruptHandler:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous if self.restore else signal.SIG_IGN)
         signal.set_wakeup_fd(self._previous_wakeup)
+        sys.unraisablehook = self._previous_hook
         os.close(self._pipe[1])  # the watcher reads b"", closes its end and ends
         self._active = False
 
@@ -126,7 +137,24 @@ class InterruptHandler:
         if not self._done.wait(self.grace):
             self.on_overrun(signum)
 
+    def _unraisable(self, unraisable) -> None:
+        """``sys.unraisablehook``: an Interrupted raised inside a ``__del__`` (or another place
+        whose exceptions Python ignores) is delivered again, to be raised where it unwinds the job."""
+        if isinstance(unraisable.exc_value, Interrupted) and not self._disarmed:
+            self._lost = True
+            # From another thread, a moment later: sent from here, the handler would run (and
+            # raise) inside this hook, where exceptions are ignored too.
+            again = threading.Timer(0.01, signal.pthread_kill,
+                                    args=(threading.main_thread().ident, unraisable.exc_value.signum))
+            again.daemon = True
+            again.start()
+            return
+        self._previous_hook(unraisable)
+
     def _handle(self, signum: int, frame) -> None:
+        if self._lost and not self._disarmed:
+            self._lost = False
+            raise Interrupted(self.received or signum)  # the stoppers ran already
         if self.received is not None or self._disarmed:
             return  # already stopping (the grace period bounds how long that takes), or done
         self.received = signum

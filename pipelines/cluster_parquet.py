@@ -51,18 +51,28 @@ def run(config: Config) -> dict[str, Any]:
     Raises
     ------
     UserError
-        For anything wrong with the config, the data or the cluster address; nothing is
-        written at ``output.path`` then.
+        For anything wrong with the config, the data or the cluster address, or another job
+        writing ``output.path``; nothing is written at ``output.path`` then.
+    StorageError
+        The output could not be written (no space, quota, read-only, no permission); nothing
+        is written at ``output.path``, an old output stays whole.
     """
     cfg = config
+    check_paths_disjoint(cfg.input.path, cfg.output.path, cfg.input.storage_options, cfg.output.storage_options)
+    output = OutputStage(cfg.output.path, cfg.output.storage_options, overwrite=cfg.output.overwrite)
+    # The output's lock first: a second job on this output refuses at once. The staging
+    # directory is removed after the cluster is closed, when no worker writes into it any more.
+    with output:
+        return _run(cfg, output)
+
+
+def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
+    """The job, with the output's lock held and its staging directory created."""
     clock = Stopwatch()
     so_in, so_out = cfg.input.storage_options, cfg.output.storage_options
 
-    # Refuse early what would fail late: output clashes and the input's files and columns are
-    # checked on the driver (metadata only) before a cluster starts.
-    check_paths_disjoint(cfg.input.path, cfg.output.path, so_in, so_out)
-    output = OutputStage(cfg.output.path, so_out, overwrite=cfg.output.overwrite)
-    output.check()
+    # Refuse early what would fail late: the input's files and columns are checked on the
+    # driver (metadata only) before a cluster starts.
     make_demo = cfg.demo is not None and not exists(cfg.input.path, so_in)
     source = None if make_demo else open_job_input(cfg)
     if source is not None:
@@ -85,7 +95,7 @@ def run(config: Config) -> dict[str, Any]:
         clock.timings.update(fit.timings)
         centers = fit.cluster_centers
 
-        with output:
+        with output.writing():  # an OSError writing the output is a storage fault, not the input's
             with clock.phase("label_write"):
                 logger.info("labelling: %s rows, writing %s/labels/", f"{data.n_rows:,}", cfg.output.path)
                 labelled = label_frame(data.data, data.feature_columns, fit.centers_at, fit.bandwidth,
@@ -306,7 +316,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns
     -------
     int
-        0 on success, 2 on a user error (one line on stderr).
+        0 on success, 2 on a user error, 74 on a storage fault (one line on stderr).
     """
     parser = argparse.ArgumentParser(prog="python -m dshift.pipelines.cluster_parquet",
                                      description=__doc__.split("\n")[0])
@@ -317,7 +327,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run(load_config(args.config))
     except UserError as exc:
         print(exc.one_line(), file=sys.stderr)
-        return 2
+        return exc.exit_code
     return 0
 
 

@@ -72,7 +72,10 @@ def run(
     Raises
     ------
     UserError
-        Malformed model, feature count/column mismatch, or any input/output error.
+        Malformed model, feature count/column mismatch, an input error, an existing output,
+        or another job writing ``output_path``.
+    StorageError
+        The output could not be written (no space, quota, read-only, no permission).
     """
     clock = Stopwatch()
     so = storage_options or {}
@@ -88,30 +91,32 @@ def run(
 
     check_paths_disjoint(input_path, output_path, so, so)
     output = OutputStage(output_path, so, overwrite=overwrite, what="--output", overwrite_hint="pass --overwrite")
-    output.check()
-    source = open_input(input_path, storage_options=so, columns=features, label_column=label_column,
-                        filters=filters,
-                        keys={"path": "--input", "nan_policy": "--nan-policy", "filters": "--filters",
-                              "columns": "--columns" if columns else f"feature_columns of {model_path}"})
-    check_partition_by(source.data, partition_by, label_column, what="--partition-by")
-    with connect(cluster or ClusterConfig()) as _client:
-        with clock.phase("read"):
-            data = scan_input(source, nan_policy=nan_policy)
-        with output:
-            with clock.phase("label_write"):
-                labelled = label_frame(data.data, features, model["cluster_centers"], model["bandwidth"],
-                                       model["cluster_all"], label_column)
-                sizes, _ = write_labels(labelled, output.url_for("labels"), label_column=label_column,
-                                        storage_options=so, input_url=input_path, partition_by=partition_by)
-            clock.timings["total"] = clock.total()
-            report = report_dict(
-                n_rows=data.n_rows, n_rows_fit=data.n_rows_fit, feature_columns=features,
-                bandwidth=model["bandwidth"], bandwidth_estimated=False, n_seeds=None,
-                n_clusters=len(model["cluster_centers"]), n_iter=None, cluster_sizes=sizes,
-                timings=clock.timings, input_path=input_path, output_path=output_path, nan_policy=nan_policy,
-                extra={"model_path": model_path, **data.report_fields()},
-            )
-            write_json(output.url_for("report.json"), report, so)
-            output.commit()
+    # The lock first (a second job on this output refuses at once); the staging directory is
+    # removed after the cluster is closed.
+    with output:
+        source = open_input(input_path, storage_options=so, columns=features, label_column=label_column,
+                            filters=filters,
+                            keys={"path": "--input", "nan_policy": "--nan-policy", "filters": "--filters",
+                                  "columns": "--columns" if columns else f"feature_columns of {model_path}"})
+        check_partition_by(source.data, partition_by, label_column, what="--partition-by")
+        with connect(cluster or ClusterConfig()) as _client:
+            with clock.phase("read"):
+                data = scan_input(source, nan_policy=nan_policy)
+            with output.writing():
+                with clock.phase("label_write"):
+                    labelled = label_frame(data.data, features, model["cluster_centers"], model["bandwidth"],
+                                           model["cluster_all"], label_column)
+                    sizes, _ = write_labels(labelled, output.url_for("labels"), label_column=label_column,
+                                            storage_options=so, input_url=input_path, partition_by=partition_by)
+                clock.timings["total"] = clock.total()
+                report = report_dict(
+                    n_rows=data.n_rows, n_rows_fit=data.n_rows_fit, feature_columns=features,
+                    bandwidth=model["bandwidth"], bandwidth_estimated=False, n_seeds=None,
+                    n_clusters=len(model["cluster_centers"]), n_iter=None, cluster_sizes=sizes,
+                    timings=clock.timings, input_path=input_path, output_path=output_path, nan_policy=nan_policy,
+                    extra={"model_path": model_path, **data.report_fields()},
+                )
+                write_json(output.url_for("report.json"), report, so)
+                output.commit()
     logger.info("done: %s rows labelled in %.1f s -> %s", f"{data.n_rows:,}", clock.total(), output_path)
     return report

@@ -52,3 +52,24 @@ def test_a_finished_job_ignores_signals():
         _deliver(signal.SIGINT)  # no exception while the command reports its outcome
         assert handler.received is None
     assert not overrun.wait(0.3)
+
+
+def test_an_interrupt_lost_in_a_finalizer_is_raised_again():
+    """A signal handled inside a ``__del__`` raises where Python ignores exceptions (as in
+    distributed's ``Future.__del__`` during a garbage collection): it is raised again after."""
+    stopped = []
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000_000):  # the Python-level handler runs here, inside __del__
+                if stopped:
+                    break
+
+    with InterruptHandler(grace=60, on_overrun=lambda signum: None) as handler, \
+            on_interrupt(lambda: stopped.append(True)):
+        with pytest.raises(Interrupted) as info:
+            Finalized()  # collected at once: __del__ runs, its Interrupted is lost...
+            time.sleep(0.5)  # ...and raised again here
+        assert info.value.signum == signal.SIGINT and handler.received == signal.SIGINT
+        assert stopped == [True]

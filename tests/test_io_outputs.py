@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -65,3 +70,84 @@ def test_check_paths_disjoint(tmp_path):
 def test_check_paths_disjoint_names_an_unknown_protocol(tmp_path):
     with pytest.raises(UserError, match="input.path: cannot open 'nosuchproto://x/y'"):
         check_paths_disjoint("nosuchproto://x/y", str(tmp_path / "out"))
+
+
+def test_one_stage_per_output_and_leftovers_of_dead_jobs(tmp_path):
+    """A second stage on the same output refuses (naming the first); the lock and staging
+    directory of a job that is gone are taken over and removed; a clean end leaves nothing."""
+    target = tmp_path / "out"
+    first = OutputStage(str(target)).open()
+    try:
+        with pytest.raises(UserError, match=rf"output.path '{target}' is in use by another dshift job "
+                                            rf"\(host .*, pid {os.getpid()}, started .*\); wait for it"):
+            OutputStage(str(target)).open()
+        assert first.holder() is not None and "pid" in first.holder()
+        assert os.path.basename(first.tmp) == f".out.tmp-{first.lock.token}"
+    finally:
+        first.close()
+    assert os.listdir(tmp_path) == [] and first.holder() is None
+
+    # What a SIGKILLed job leaves: its lock (no flock held any more), staging and .old- sibling.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = {"host": socket.gethostname(), "pid": int(dead.stdout), "started": time.time() - 60, "token": "a1b2c3"}
+    (tmp_path / ".out.lock").write_text(json.dumps(gone))
+    (tmp_path / ".out.tmp-a1b2c3").mkdir()
+    (tmp_path / ".out.old-a1b2c3").mkdir()
+    (tmp_path / ".out.tmp-not-ours").mkdir()  # not a dshift staging name: kept
+    stage = OutputStage(str(target))
+    assert stage.holder() is None  # stale, not in use
+    with stage:
+        assert stage.lock.held
+        write_json(stage.url_for("a.json"), 1)
+        stage.commit()
+    assert sorted(os.listdir(tmp_path)) == [".out.tmp-not-ours", "out"]
+
+
+def test_storage_faults_name_the_output(tmp_path):
+    """An OSError writing the output becomes one line naming the output, the cause, what to do."""
+    from dshift.errors import StorageError
+    from dshift.io.outputs import is_write_error
+
+    target = tmp_path / "out"
+    stage = OutputStage(str(target))
+    with pytest.raises(StorageError, match=rf"^output: cannot write '{target}' \(no space left on device\); "
+                                           "free space or choose another output.path$") as info:
+        with stage.writing():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert info.value.exit_code == 74
+    with pytest.raises(StorageError, match=r"\(access denied: Access Denied\); check the credentials"):
+        with stage.writing():
+            raise PermissionError("Access Denied")  # s3fs's AccessDenied: no errno
+
+    # Which side of a read-and-write computation an error comes from.
+    staging = str(tmp_path / ".out.tmp-1234")
+    assert is_write_error(OSError(errno.ENOSPC, "No space left on device"), staging)
+    assert is_write_error(PermissionError(errno.EACCES, "Permission denied", f"{staging}/labels/p.parquet"), staging)
+    assert not is_write_error(FileNotFoundError(errno.ENOENT, "No such file", str(tmp_path / "in/p.parquet")), staging)
+    assert not is_write_error(PermissionError("Access Denied"), staging)  # no clue: the input's, as before
+
+
+def test_lock_without_flock_is_a_leased_marker(tmp_path):
+    """Where flock fails (file systems without locks) the lock is the object stores' leased
+    marker, created with O_EXCL: refused while live, taken over once the lease expired."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from dshift.io.locks import OutputLock, Owner
+
+    def lock() -> OutputLock:
+        return OutputLock(LocalFileSystem(), str(tmp_path), "out", url=str(tmp_path / "out"), what="output.path")
+
+    first = lock()
+    assert first._acquire_lease() is None and first.held
+    with pytest.raises(UserError, match="is in use by another dshift job"):
+        lock()._acquire_lease()
+    first.verify()
+    first.release()
+    assert os.listdir(tmp_path) == []
+    expired = Owner(host="elsewhere", pid=1, started=time.time() - 900, token="0f0f", renewed=time.time() - 300)
+    (tmp_path / ".out.lock").write_bytes(expired.dump())
+    second = lock()
+    assert second._acquire_lease() == expired
+    assert Owner.parse((tmp_path / ".out.lock").read_bytes()).token == second.token
+    second.release()
+    assert os.listdir(tmp_path) == []

@@ -151,3 +151,52 @@ def test_s3_hive_filters_pruning_and_partitioned_output(s3_server, s3_bucket, tm
     cfg["output"]["path"] = f"s3://{s3_bucket}/results/other"
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     assert_user_error(cli("run", str(tmp_path / "bad.yaml")), "input.filters[1]", "'yeer'", "not in the input")
+
+
+def test_s3_output_lock_is_a_leased_marker(s3_server, s3_bucket):
+    """On S3 the lock is a marker with a lease: created write-if-absent, refused while live, taken
+    over once expired with a conditional write (only one of two racers wins), checked before
+    the commit, removed at the end."""
+    import socket
+    import time
+
+    import fsspec
+
+    from dshift.errors import UserError
+    from dshift.io.locks import OutputLock, Owner
+    from dshift.io.outputs import OutputStage, write_json
+
+    url = f"s3://{s3_bucket}/o/run"
+    fs, _ = fsspec.core.url_to_fs(url, **s3_server)
+    marker = f"{s3_bucket}/o/.run.lock"
+    first = OutputStage(url, s3_server).open()
+    try:
+        assert Owner.parse(fs.cat_file(marker)).token == first.lock.token
+        with pytest.raises(UserError, match=rf"output.path '{url}' is in use by another dshift job \(host "):
+            OutputStage(url, s3_server).open()
+    finally:
+        first.close()
+    assert s3_listing(s3_bucket, s3_server) == []
+
+    # A marker from another host: live while its lease runs, stale after.
+    other = Owner(host="elsewhere", pid=1, started=time.time() - 600, token="0f0f0f", renewed=time.time())
+    fs.pipe_file(marker, other.dump())
+    with pytest.raises(UserError, match=r"\(host elsewhere, pid 1, started .*\); wait for it"):
+        OutputStage(url, s3_server).open()
+    other.renewed = time.time() - 300
+    fs.pipe_file(marker, other.dump())
+    stage = OutputStage(url, s3_server)
+    assert stage.holder() is None
+    with stage:
+        assert stage.lock.held and Owner.parse(fs.cat_file(marker)).host == socket.gethostname()
+        # Of two jobs replacing the same version (a stale marker), one wins: If-Match.
+        fs.invalidate_cache()
+        version = fs.info(marker)["ETag"]
+        racers = [OutputLock(fs, f"{s3_bucket}/o", "run", url=url, what="output.path") for _ in range(2)]
+        assert racers[0]._replace_marker(version) and not racers[1]._replace_marker(version)
+        # Another job took the lock over (this job's lease lapsed): nothing is committed.
+        fs.pipe_file(marker, other.dump())
+        write_json(stage.url_for("x.json"), 1, s3_server)
+        with pytest.raises(UserError, match="lock was taken over by another dshift job .host elsewhere"):
+            stage.commit()
+    assert s3_listing(s3_bucket, s3_server) == ["o/.run.lock"]  # the other job's marker, kept

@@ -13,8 +13,9 @@ One module per job:
 - :mod:`dshift.io.features` — feature column selection, the scan pass, the float64 array.
 - :mod:`dshift.io.inputs` — the read stage as one call (:func:`open_input`, :func:`scan_input`).
 - :mod:`dshift.io.labels` — labelling partitions and writing the labelled data set.
-- :mod:`dshift.io.outputs` — the staged, all-or-nothing output (:class:`OutputStage`) and
-  small files (model.json, report.json).
+- :mod:`dshift.io.outputs` — the staged, all-or-nothing output (:class:`OutputStage`), storage
+  faults writing it, and small files (model.json, report.json).
+- :mod:`dshift.io.locks` — one job per output path (:class:`~dshift.io.locks.OutputLock`).
 
 The names below are re-exported here, so ``from dshift.io import OutputStage`` works too.
 """

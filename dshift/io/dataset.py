@@ -22,6 +22,7 @@ from dshift.errors import UserError
 from dshift.io._fs import glob_base, has_glob, url_to_fs
 from dshift.io.filters import check_filter_types, pruned_index
 from dshift.io.hive import HiveKeys, discover_keys
+from dshift.io.outputs import is_write_error
 
 __all__ = [
     "PARQUET_EXTENSIONS",
@@ -279,23 +280,26 @@ def read_parquet(
         )
 
 @contextlib.contextmanager
-def read_errors_as_user_errors(url: str) -> Iterator[None]:
+def read_errors_as_user_errors(url: str, *, writing: Optional[str] = None) -> Iterator[None]:
     """Turn errors from reading the input (on workers or the driver) into UserError.
 
     Parameters
     ----------
     url : str
         The input, named in the message.
+    writing : str, optional
+        Where the computation in the block also writes (the labels): errors of that writing
+        (:func:`dshift.io.outputs.is_write_error`) are not the input's and are re-raised as
+        they are, for the output's stage to name (a full disk must not blame the input).
     """
     try:
         yield
     except UserError:
         raise
-    except (pa.ArrowException, FileNotFoundError) as exc:
-        raise UserError(f"cannot read input {url!r}: {exc}") from None
-    except OSError as exc:
+    except (pa.ArrowException, OSError) as exc:
         # distributed's CommClosedError is an OSError too: that one is not the user's data.
         if type(exc).__module__.startswith("distributed"):
             raise
+        if writing is not None and is_write_error(exc, writing):
+            raise
         raise UserError(f"cannot read input {url!r}: {exc}") from None
-

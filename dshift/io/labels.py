@@ -224,7 +224,7 @@ def write_labels(
     if sample_columns is not None and sample_rows > 0 and n_rows > 0:
         frac = min(1.0, sample_rows / n_rows)
         parts.append(labelled[list(sample_columns)].sample(frac=frac, random_state=0))
-    with read_errors_as_user_errors(input_url):
+    with read_errors_as_user_errors(input_url, writing=url):
         results = dask.compute(*parts)
     totals = results[1].groupby(level=0).sum()
     sizes = {int(k): int(v) for k, v in sorted(totals.items())}

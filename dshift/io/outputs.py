@@ -1,13 +1,20 @@
-"""Where outputs go: staged, moved into place whole, never over or inside the input.
+"""Where outputs go: one job at a time, staged, moved into place whole, never over or inside
+the input.
 
 Outputs are written to a hidden sibling of the output path and moved into place only when
-complete, see :class:`OutputStage`; :func:`check_paths_disjoint` refuses an output that
-would overlap the input. Small files (model.json, report.json, the plot) are written and read
-on the driver through fsspec.
+complete, by the one job holding the output's lock, see :class:`OutputStage`;
+:func:`check_paths_disjoint` refuses an output that would overlap the input. Small files
+(model.json, report.json, the plot) are written and read on the driver through fsspec.
+
+Storage faults while writing the output (no space, quota, read-only file system, no
+permission), on the driver or on the workers, become a
+:class:`~dshift.errors.StorageError` naming ``output.path`` and the cause
+(:meth:`OutputStage.writing`, :func:`is_write_error`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fnmatch
@@ -15,22 +22,26 @@ import json
 import logging
 import os
 import posixpath
+import re
 import shutil
 import sys
-import uuid
-from typing import Any, Optional
+import threading
+from typing import Any, Iterator, Optional
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from dshift.errors import UserError
+from dshift.errors import StorageError, UserError
 from dshift.io._fs import glob_base, has_glob, url_to_fs
+from dshift.io.locks import OutputLock
 
 __all__ = [
     "SUCCESS_MARKER",
     "COMMITTING_MARKER",
     "check_paths_disjoint",
     "OutputStage",
+    "is_write_error",
+    "discard_open_stages",
     "write_bytes",
     "write_json",
     "read_json",
@@ -42,6 +53,23 @@ SUCCESS_MARKER = "_SUCCESS"
 # Written first into an object-store output during a commit, removed after _SUCCESS: an output
 # prefix holding it (and no _SUCCESS) is a half-copied leftover of a killed job.
 COMMITTING_MARKER = "_DSHIFT_COMMITTING"
+
+# Storage faults: errno -> (cause, what to do). {what} is the output's setting.
+_FAULTS = {
+    errno.ENOSPC: ("no space left on device", "free space or choose another {what}"),
+    errno.EDQUOT: ("disk quota exceeded", "free space within the quota or choose another {what}"),
+    errno.EROFS: ("read-only file system", "remount it read-write or choose another {what}"),
+    errno.EACCES: ("permission denied", "grant write access to {parent!r} or choose another {what}"),
+    errno.EPERM: ("operation not permitted", "grant write access to {parent!r} or choose another {what}"),
+}
+# Only writes fail with these: an error carrying one in a job that reads and writes is the output's.
+_WRITE_ONLY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+# dask's Parquet writer runs every write of a to_parquet task (files, directories, uploads)
+# inside this function; distributed keeps the worker's frames in the re-raised traceback.
+_WRITER_FUNCTION = "write_partition"
+
+_open_stages: set = set()  # stages with a lock or staging directory, for discard_open_stages()
+_open_stages_lock = threading.Lock()
 
 
 def _norm(url: str, storage_options: Optional[dict], what: str) -> tuple[str, str]:
@@ -93,9 +121,17 @@ def check_paths_disjoint(
 
 
 class OutputStage:
-    """Stage an output directory and move it into place only when complete.
+    """Lock an output path, stage the output and move it into place only when complete.
 
-    Everything is written under a hidden sibling ``<parent>/.<name>.tmp-<uuid>``. On a local
+    :meth:`open` (or ``with``) takes the output's lock (:class:`~dshift.io.locks.OutputLock`,
+    ``<parent>/.<name>.lock``: a second job on the same output refuses; a lock left by a killed
+    job is taken over), removes what killed jobs left next to the output, and creates the
+    staging directory; :meth:`commit` releases the lock, and leaving the ``with`` block without
+    a commit removes the staging directory and the lock. Open it before starting the cluster,
+    so that the staging directory is removed only after the cluster is closed and no worker
+    writes into it any more.
+
+    Everything is written under a hidden sibling ``<parent>/.<name>.tmp-<token>``. On a local
     file system :meth:`commit` swaps the new output with the old one in one atomic
     ``renameat2(RENAME_EXCHANGE)`` (Linux; elsewhere: old renamed aside, new renamed in) and
     deletes the old one: ``output.path`` holds either the complete old output, or (only
@@ -131,6 +167,7 @@ class OutputStage:
         self.parent, self.name = posixpath.split(self.root)
         if not self.name or not self.parent:
             raise UserError(f"{what}: {url!r} must be a directory below a parent directory (or bucket)")
+        self.lock = OutputLock(self.fs, self.parent, self.name, url=url, what=what)
         self.tmp: Optional[str] = None
         self._created_parents: list[str] = []
 
@@ -157,22 +194,47 @@ class OutputStage:
         ------
         UserError
         """
-        if self._target_state() == "present" and not self.overwrite:
+        with self.writing("access"):
+            state = self._target_state()
+        if state == "present" and not self.overwrite:
             raise UserError(f"{self.what}: {self.url!r} already exists; {self.overwrite_hint} to replace it")
+
+    def holder(self) -> Optional[str]:
+        """The job writing this output now (``host h1, pid 4242, started ...``), or None."""
+        return self.lock.holder()
 
     # -- staging --------------------------------------------------------------------------------
     def open(self) -> "OutputStage":
-        """Create the temporary sibling directory."""
-        self.check()
-        self.tmp = f"{self.parent}/.{self.name}.tmp-{uuid.uuid4().hex[:12]}"
-        if self.local:
-            missing = []
-            p = self.parent
-            while p and not os.path.exists(p):
-                missing.append(p)
-                p = os.path.dirname(p)
-            os.makedirs(self.tmp)
-            self._created_parents = missing  # innermost first
+        """Take the lock, check the target, remove leftovers, create the staging directory.
+
+        Raises
+        ------
+        UserError
+            Another job writes this output, or it exists and ``overwrite`` is false.
+        StorageError
+            The lock or the staging directory cannot be written (read-only, full, no permission).
+        """
+        with _open_stages_lock:
+            _open_stages.add(self)
+        try:
+            with self.writing():
+                if self.local:
+                    p, missing = self.parent, []
+                    while p and not os.path.exists(p):
+                        missing.append(p)
+                        p = os.path.dirname(p)
+                    os.makedirs(self.parent, exist_ok=True)
+                    self._created_parents = missing  # innermost first
+                self.lock.acquire()
+            self.check()
+            with self.writing():
+                self._remove_stale_siblings()  # holding the lock: no live job owns them
+                self.tmp = f"{self.parent}/.{self.name}.tmp-{self.lock.token}"
+                if self.local:
+                    os.mkdir(self.tmp)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def url_for(self, relpath: str) -> str:
@@ -183,19 +245,30 @@ class OutputStage:
         return path if self.local else self.fs.unstrip_protocol(path)
 
     def commit(self) -> None:
-        """Move the staged output into place (see the class docstring)."""
+        """Move the staged output into place (see the class docstring).
+
+        Raises
+        ------
+        UserError
+            The output appeared while the job ran (without ``overwrite``), or another job took
+            the lock over (object stores: this job's lease lapsed).
+        StorageError
+            The commit could not be written; the old output, if any, stays whole.
+        """
         if self.tmp is None:
             raise RuntimeError("OutputStage.open() was not called")
-        state = self._target_state()
-        if state == "present" and not self.overwrite:
-            raise UserError(f"{self.what}: {self.url!r} appeared while the job ran; nothing was replaced")
-        if self.local:
-            self._commit_local(replace=state != "absent")
-        else:
-            self._commit_object_store(replace=state != "absent")
+        with self.writing():
+            self.lock.verify()
+            state = self._target_state()
+            if state == "present" and not self.overwrite:
+                raise UserError(f"{self.what}: {self.url!r} appeared while the job ran; nothing was replaced")
+            if self.local:
+                self._commit_local(replace=state != "absent")
+            else:
+                self._commit_object_store(replace=state != "absent")
         self.tmp = None
-        self._remove_stale_siblings()
-        logger.info("%s: committed %s", self.what.split(".")[0], self.url)
+        self.lock.release()  # the output is whole: the next job on it may start
+        logger.info("%s: committed %s", self.what.split(".")[0].lstrip("-"), self.url)
 
     def _commit_local(self, replace: bool) -> None:
         with open(os.path.join(self.tmp, SUCCESS_MARKER), "wb"):
@@ -205,9 +278,14 @@ class OutputStage:
             return
         old = None
         if replace:  # no atomic exchange: a short window with nothing at output.path
-            old = f"{self.parent}/.{self.name}.old-{uuid.uuid4().hex[:12]}"
+            old = f"{self.parent}/.{self.name}.old-{self.lock.token}"
             os.rename(self.root, old)
-        os.rename(self.tmp, self.root)
+        try:
+            os.rename(self.tmp, self.root)
+        except OSError:
+            if old is not None:
+                os.rename(old, self.root)  # the old output back in place
+            raise
         if old is not None:
             _rm_local(old)
 
@@ -226,44 +304,177 @@ class OutputStage:
         self._invalidate()
 
     def abort(self) -> None:
-        """Delete the staging directory (and parent directories this stage created)."""
+        """Delete the staging directory (never raises: cleanup must not hide the original error)."""
         if self.tmp is None:
             return
         tmp, self.tmp = self.tmp, None
         try:
             if self.local:
                 _rm_local(tmp)
-                for p in self._created_parents:
-                    try:
-                        os.rmdir(p)
-                    except OSError:
-                        break
             else:
                 self._invalidate()
                 if self.fs.exists(tmp):
                     self.fs.rm(tmp, recursive=True)
-        except Exception as exc:  # cleanup must not hide the original error
+        except Exception as exc:  # noqa: BLE001
             logger.warning("could not remove temporary output %s: %s", tmp, exc)
 
+    def close(self) -> None:
+        """Abort (unless committed), remove the lock and the parent directories this stage made."""
+        self.abort()
+        if self.lock.held:
+            self.lock.release()
+        for p in self._created_parents:
+            try:
+                os.rmdir(p)
+            except OSError:
+                break
+        self._created_parents = []
+        with _open_stages_lock:
+            _open_stages.discard(self)
+
     def _remove_stale_siblings(self) -> None:
-        """Delete leftovers of killed runs (``.<name>.tmp-*`` / ``.<name>.old-*``)."""
+        """Delete what killed jobs left (``.<name>.tmp-<token>``, ``.<name>.old-<token>``)."""
+        leftover = re.compile(rf"\.{re.escape(self.name)}\.(tmp|old)-[0-9a-f]+")
+        self._invalidate()
         try:
-            self._invalidate()
-            pattern = f"{self.parent}/.{self.name}."
-            for p in self.fs.glob(pattern + "tmp-*") + self.fs.glob(pattern + "old-*"):
-                if self.local:
-                    _rm_local(p)
-                else:
-                    self.fs.rm(p, recursive=True)
-        except Exception as exc:
-            logger.warning("could not remove stale temporary outputs next to %s: %s", self.url, exc)
+            listing = self.fs.ls(self.parent, detail=False)
+        except FileNotFoundError:  # an object-store prefix with nothing under it yet
+            return
+        found = [p for p in listing if leftover.fullmatch(posixpath.basename(p.rstrip("/")))]
+        for p in found:
+            if self.local:
+                _rm_local(p)
+            else:
+                self.fs.rm(p, recursive=True)
+        if found:
+            logger.info("%s: removed what killed jobs left next to %s: %s", self.what.split(".")[0].lstrip("-"),
+                        self.url, ", ".join(posixpath.basename(p.rstrip("/")) for p in found))
+
+    # -- storage faults ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self, doing: str = "write") -> Iterator["OutputStage"]:
+        """A block that writes the output (on the driver): an OSError in it is a storage fault.
+
+        Parameters
+        ----------
+        doing : str
+            The verb of the message (``output: cannot write '/data/out' (...)``).
+
+        Raises
+        ------
+        StorageError
+            For any OSError raised in the block, naming the output and the cause.
+        """
+        try:
+            yield self
+        except OSError as exc:
+            if type(exc).__module__.startswith("distributed"):  # CommClosedError: the cluster's
+                raise
+            raise self.storage_error(exc, doing) from None
+
+    def storage_error(self, exc: OSError, doing: str = "write") -> StorageError:
+        """The one-line error for an OSError writing this output.
+
+        Parameters
+        ----------
+        exc : OSError
+            From the driver or a worker (errno kept; object stores: PermissionError without one).
+        doing : str
+            The verb of the message.
+
+        Returns
+        -------
+        StorageError
+            ``output: cannot write '<output>' (<cause>); <what to do>``.
+        """
+        what = self.what
+        if exc.errno in _FAULTS:
+            cause, hint = _FAULTS[exc.errno]
+        elif isinstance(exc, PermissionError):  # object stores: AccessDenied & co, no errno
+            cause = f"access denied: {_first_line(exc)}"
+            hint = "check the credentials and the permissions of the bucket, or choose another {what}"
+        else:
+            cause, hint = f"{type(exc).__name__}: {_first_line(exc)}", None
+        parent = self.parent if self.local else self.fs.unstrip_protocol(self.parent)
+        message = f"output: cannot {doing} {self.url!r} ({cause})"
+        return StorageError(message + (f"; {hint.format(what=what, parent=parent)}" if hint else ""))
 
     def __enter__(self) -> "OutputStage":
         return self.open()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         # Commit is explicit; leaving the block without it (an error) discards the staging dir.
-        self.abort()
+        self.close()
+
+
+def is_write_error(exc: BaseException, url: str) -> bool:
+    """Whether an error of a computation that reads the input and writes under ``url`` came
+    from the writing.
+
+    By the file it names (under ``url``), by an errno only writes give (no space, quota,
+    read-only file system, file too large), or by the frames of the writer in its traceback
+    (kept by distributed for errors raised on workers).
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error, as re-raised on the driver.
+    url : str
+        Where the computation writes.
+
+    Returns
+    -------
+    bool
+    """
+    if not isinstance(exc, OSError) or type(exc).__module__.startswith("distributed"):
+        return False
+    if exc.filename:
+        name, target = _strip_protocol(os.fsdecode(exc.filename)), _strip_protocol(url).rstrip("/")
+        if name == target or name.startswith(target + "/"):
+            return True
+    if exc.errno in _WRITE_ONLY_ERRNOS:
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == _WRITER_FUNCTION:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def discard_open_stages() -> list[str]:
+    """Remove the staging directories and locks of every open stage, right now.
+
+    For a job that is killed because it did not stop in time (the ``dshift`` command's
+    interrupt grace period): called from another thread while the main thread is stuck, so
+    only quick local work is done.
+
+    Returns
+    -------
+    list of str
+        Staging directories left in place (object stores: the next run removes them).
+    """
+    left = []
+    with _open_stages_lock:
+        stages = list(_open_stages)
+    for stage in stages:
+        tmp = stage.tmp
+        if tmp is not None and not stage.local:
+            left.append(stage.fs.unstrip_protocol(tmp))
+        elif tmp is not None:
+            with contextlib.suppress(OSError):
+                _rm_local(tmp)
+        if stage.local and stage.lock.held:
+            stage.lock.release()
+    return left
+
+
+def _strip_protocol(path: str) -> str:
+    return path.split("://", 1)[1] if "://" in path else path
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
 def _exchange_paths(a: str, b: str) -> bool:
