@@ -18,6 +18,7 @@ nearest point fails holds only points that fail.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -93,55 +94,204 @@ def _select(x: np.ndarray, perm: np.ndarray, lo: int, hi: int, kth: int, dim: in
             return
 
 
+KEY_BITS = 36
+"""Bits of a point's grid key (split among the dimensions; 12 per dimension at most):
+enough to separate points down to leaves; finer structure comes from median splits."""
+
+DIGIT = 12
+"""Bits per pass of the radix sort: 4,096 buckets stay in cache."""
+
+
+def _key_layout(d: int) -> int:
+    """Bits of each coordinate in a key (0: too many dimensions for keys to help)."""
+    return min(12, KEY_BITS // d)
+
+
+@functools.lru_cache(maxsize=32)
+def _spread_tables(d: int, bits: int) -> np.ndarray:
+    """Per dimension and byte of a quantised coordinate, its bits moved to their key positions:
+    bit ``t`` of dimension ``j`` goes to ``t * d + (d - 1 - j)`` (a Morton order)."""
+    tables = np.zeros((d, 2, 256), np.uint64)
+    for j in range(d):
+        for byte in range(2):
+            for v in range(256):
+                key = 0
+                for t in range(8):
+                    bit = 8 * byte + t
+                    if bit < bits and (v >> t) & 1:
+                        key |= 1 << (bit * d + (d - 1 - j))
+                tables[j, byte, v] = key
+    return tables
+
+
 @njit(nogil=True, cache=True)
-def _build(points: np.ndarray, perm: np.ndarray, leaf_size: int):
+def _keys(points, lower, scale, top, tables):
     n, d = points.shape
-    cap = 2 * (2 * n // max(leaf_size, 2) + 1) + 1
+    keys = np.empty(n, np.uint64)
+    for i in range(n):
+        key = np.uint64(0)
+        for j in range(d):
+            q = min(max(np.int64((points[i, j] - lower[j]) * scale[j]), 0), top)
+            key |= tables[j, 0, q & 255] | tables[j, 1, (q >> 8) & 255]
+        keys[i] = key
+    return keys
+
+
+@njit(nogil=True, cache=True)
+def _radix_order(keys, n_bits):
+    """Stable LSD radix sort: the permutation ordering ``keys``, and the keys in that order."""
+    n = keys.shape[0]
+    order = np.arange(n)
+    spare = np.empty(n, np.int64)
+    k = keys.copy()
+    k_spare = np.empty(n, np.uint64)
+    count = np.empty((1 << DIGIT) + 1, np.int64)
+    digit_mask = np.uint64((1 << DIGIT) - 1)
+    for shift in range(0, n_bits, DIGIT):
+        count[:] = 0
+        for i in range(n):
+            count[((k[i] >> np.uint64(shift)) & digit_mask) + 1] += 1
+        for b in range(1 << DIGIT):
+            count[b + 1] += count[b]
+        for i in range(n):
+            bucket = (k[i] >> np.uint64(shift)) & digit_mask
+            at = count[bucket]
+            count[bucket] += 1
+            k_spare[at] = k[i]
+            spare[at] = order[i]
+        k, k_spare = k_spare, k
+        order, spare = spare, order
+    return order, k
+
+
+@njit(nogil=True, cache=True)
+def _build(points, perm, keys, n_bits, leaf_size):
+    """Split ``points`` (sorted by ``keys``) into a binary tree of leaves of ``leaf_size`` rows.
+
+    A node splits at the highest key bit that differs among its rows (a binary search, the
+    rows being sorted); a node whose rows share their key but are too many for a leaf splits
+    at the median of its widest dimension (points and ``perm`` reordered by a selection).
+    Children are numbered after their parent.
+    """
+    n, d = points.shape
+    cap = 2 * (2 * n // max(leaf_size, 2) + 1) + 1 + 2 * n_bits
     start = np.empty(cap, np.int64)
     stop = np.empty(cap, np.int64)
     left = np.full(cap, -1, np.int64)
-    lower = np.zeros((cap, d))
-    upper = np.zeros((cap, d))
+    level = np.empty(cap, np.int64)
     if n == 0:
-        return start[:0], stop[:0], left[:0], lower[:0], upper[:0]
-    start[0], stop[0] = 0, n
+        return start[:0], stop[:0], left[:0]
+    start[0], stop[0], level[0] = 0, n, n_bits - 1
     m = 1
     stack = np.empty(256, np.int64)
     stack[0] = 0
     top = 1
+    lo = np.empty(d)
+    hi = np.empty(d)
     while top > 0:
         top -= 1
         node = stack[top]
+        a, b = start[node], stop[node]
+        if b - a <= leaf_size:
+            continue
+        bit = level[node]
+        mid = -1
+        while bit >= 0:
+            mask = np.uint64(1) << np.uint64(bit)
+            if (keys[a] & mask) != (keys[b - 1] & mask):
+                first, last = a, b - 1
+                while first < last:
+                    probe = (first + last) // 2
+                    if keys[probe] & mask:
+                        last = probe
+                    else:
+                        first = probe + 1
+                mid = first
+                break
+            bit -= 1
+        if mid < 0:  # one key for all rows: the median of the widest dimension
+            for k in range(d):
+                lo[k] = points[a, k]
+                hi[k] = points[a, k]
+            for i in range(a + 1, b):
+                for k in range(d):
+                    lo[k] = min(lo[k], points[i, k])
+                    hi[k] = max(hi[k], points[i, k])
+            dim = 0
+            for k in range(d):
+                if hi[k] - lo[k] > hi[dim] - lo[dim]:
+                    dim = k
+            if hi[dim] - lo[dim] <= 0.0:  # identical points: one leaf, whatever its size
+                continue
+            mid = (a + b) // 2
+            _select(points, perm, a, b - 1, mid, dim)
+            bit = -1
+        left[node] = m
+        start[m], stop[m], level[m] = a, mid, bit - 1
+        start[m + 1], stop[m + 1], level[m + 1] = mid, b, bit - 1
+        stack[top] = m
+        stack[top + 1] = m + 1
+        top += 2
+        m += 2
+    return start[:m], stop[:m], left[:m]
+
+
+@njit(nogil=True, cache=True)
+def _boxes(points, start, stop, left):
+    """Bounding boxes: leaves from their rows, parents from their children (numbered after them)."""
+    m = start.shape[0]
+    d = points.shape[1]
+    lower = np.empty((m, d))
+    upper = np.empty((m, d))
+    for node in range(m - 1, -1, -1):
+        child = left[node]
+        if child >= 0:
+            for k in range(d):
+                lower[node, k] = min(lower[child, k], lower[child + 1, k])
+                upper[node, k] = max(upper[child, k], upper[child + 1, k])
+            continue
         a, b = start[node], stop[node]
         for k in range(d):
             lower[node, k] = points[a, k]
             upper[node, k] = points[a, k]
         for i in range(a + 1, b):
             for k in range(d):
-                v = points[i, k]
-                if v < lower[node, k]:
-                    lower[node, k] = v
-                elif v > upper[node, k]:
-                    upper[node, k] = v
-        dim = 0
-        spread = -1.0
-        for k in range(d):
-            w = upper[node, k] - lower[node, k]
-            if w > spread:
-                spread = w
-                dim = k
-        if b - a <= leaf_size or spread <= 0.0:
-            continue
-        mid = (a + b) // 2
-        _select(points, perm, a, b - 1, mid, dim)
-        left[node] = m
-        start[m], stop[m] = a, mid
-        start[m + 1], stop[m + 1] = mid, b
-        stack[top] = m
-        stack[top + 1] = m + 1
-        top += 2
-        m += 2
-    return start[:m], stop[:m], left[:m], lower[:m], upper[:m]
+                lower[node, k] = min(lower[node, k], points[i, k])
+                upper[node, k] = max(upper[node, k], points[i, k])
+    return lower, upper
+
+
+def _sort_by_keys(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Rows in Morton order of a grid over their bounding box: ``(points, perm, keys, bits)``."""
+    n, d = points.shape
+    bits = _key_layout(d)
+    if n == 0 or bits == 0:  # no keys: median splits all the way (on a copy: they reorder rows)
+        return points.copy(), np.arange(n, dtype=np.int64), np.zeros(n, np.uint64), 0
+    lower, upper = _bounds(points)
+    span = np.where(upper > lower, upper - lower, 1.0)
+    scale = (2.0**bits) / span
+    keys = _keys(points, lower, scale, (1 << bits) - 1, _spread_tables(d, bits))
+    perm, keys = _radix_order(keys, bits * d)
+    return _gather(points, perm), perm, keys, bits * d
+
+
+@njit(nogil=True, cache=True)
+def _bounds(points):
+    lower = points[0].copy()
+    upper = points[0].copy()
+    for i in range(1, points.shape[0]):
+        for k in range(points.shape[1]):
+            lower[k] = min(lower[k], points[i, k])
+            upper[k] = max(upper[k], points[i, k])
+    return lower, upper
+
+
+@njit(nogil=True, cache=True)
+def _gather(points, perm):
+    out = np.empty_like(points)
+    for i in range(perm.shape[0]):
+        out[i] = points[perm[i]]
+    return out
 
 
 @njit(nogil=True, cache=True)
@@ -211,9 +361,9 @@ def build_tree(points: np.ndarray, weights: np.ndarray | None = None,
     perm : ndarray of shape (n,), int64
         ``index.points[i]`` is row ``perm[i]`` of ``points``.
     """
-    tree_points = np.array(points, dtype=np.float64, order="C", copy=True)
-    perm = np.arange(len(tree_points), dtype=np.int64)
-    start, stop, left, lower, upper = _build(tree_points, perm, leaf_size)
+    tree_points, perm, keys, n_bits = _sort_by_keys(np.ascontiguousarray(points, dtype=np.float64))
+    start, stop, left = _build(tree_points, perm, keys, n_bits, leaf_size)
+    lower, upper = _boxes(tree_points, start, stop, left)
     tree_weights = np.zeros(0) if weights is None else np.asarray(weights, dtype=np.float64)[perm]
     sums = _node_sums(tree_points, tree_weights, start, stop, left)
     return ChunkIndex(tree_points, tree_weights, start, stop, left, lower, upper, *sums), perm
@@ -287,17 +437,84 @@ def group_seeds(centers: np.ndarray, bandwidth: float) -> tuple[np.ndarray, np.n
     return _group_seeds(centers, GROUP_SIZE, width * width)
 
 
+LANES = 8
+"""Independent compensated accumulators a leaf scan adds to in turn: the sums' dependency
+chains interleave instead of waiting on each other."""
+
+
 @njit(inline="always", cache=True)
-def _add_point(s, c, points, weights, i, d, weighted):
-    """Add row ``i``'s ``(w * p, w)`` to the compensated sums ``(s, c)`` of length ``d + 1``."""
+def _lane_add(lane_s, lane_c, lane_mask, points, weights, i0, n, d, weighted):
+    """Add rows ``i0 .. i0 + n - 1`` times ``lane_mask`` (1 or 0) to lanes ``0 .. n - 1``,
+    without a branch on the mask: ``(w * p, w)`` in columns ``0 .. d``."""
     if not weighted:
         for j in range(d):
-            add_value(s, c, j, points[i, j])
-        s[d] += 1.0  # integer counts: exact without compensation
+            sj = lane_s[j]
+            cj = lane_c[j]
+            for r in range(n):
+                x = points[i0 + r, j] * lane_mask[r]
+                s = sj[r]
+                t = s + x
+                bb = t - s
+                cj[r] += (s - (t - bb)) + (x - bb)
+                sj[r] = t
+        for r in range(n):
+            lane_s[d, r] += lane_mask[r]  # integer counts: exact without compensation
         return
-    for j in range(d):
-        add_product(s, c, j, weights[i], points[i, j])
-    add_value(s, c, d, weights[i])
+    for j in range(d + 1):
+        sj = lane_s[j]
+        cj = lane_c[j]
+        for r in range(n):
+            if j == d:
+                x, low = weights[i0 + r], 0.0
+            else:
+                x, low = two_prod(weights[i0 + r], points[i0 + r, j])
+            x *= lane_mask[r]
+            s = sj[r]
+            t = s + x
+            bb = t - s
+            cj[r] += (s - (t - bb)) + (x - bb) + low * lane_mask[r]
+            sj[r] = t
+
+
+@njit(inline="always", cache=True)
+def _lone_leaf(points, weights, a, b, centre, radius2, lane_s, lane_c, lane_mask, weighted):
+    """Rows ``a .. b - 1`` of a leaf the ball of one seed cuts: each tested exactly."""
+    d = points.shape[1]
+    for i0 in range(a, b, LANES):
+        n = min(LANES, b - i0)
+        for r in range(n):
+            dist2 = 0.0
+            for j in range(d):
+                t = points[i0 + r, j] - centre[j]
+                dist2 += t * t
+            lane_mask[r] = 1.0 if dist2 <= radius2 else 0.0
+        _lane_add(lane_s, lane_c, lane_mask, points, weights, i0, n, d, weighted)
+
+
+@njit(inline="always", cache=True)
+def _group_leaf(points, weights, a, b, glo, ghi, radius2, lane_s, lane_c, lane_mask, band, weighted):
+    """Rows ``a .. b - 1`` of a leaf a group's box cuts: rows inside every ball of the group
+    are added to the group's sums, rows near some sphere are listed in ``band``; returns how
+    many. The box tests are the per-seed tests' bounds (rounding is monotone)."""
+    d = points.shape[1]
+    n_band = 0
+    for i0 in range(a, b, LANES):
+        n = min(LANES, b - i0)
+        for r in range(n):
+            near = 0.0
+            far = 0.0
+            for j in range(d):
+                p = points[i0 + r, j]
+                t = max(glo[j] - p, p - ghi[j], 0.0)
+                near += t * t
+                t = max(p - glo[j], ghi[j] - p)
+                far += t * t
+            inside = far <= radius2
+            lane_mask[r] = 1.0 if inside else 0.0
+            band[n_band] = i0 + r
+            n_band += 1 if near <= radius2 and not inside else 0
+        _lane_add(lane_s, lane_c, lane_mask, points, weights, i0, n, d, weighted)
+    return n_band
 
 
 @njit(inline="always", cache=True)
@@ -376,6 +593,14 @@ def _ball_sums(points, weights, start, stop, left, lower, upper, sum_s, sum_c, c
     ghi = np.empty(d)
     gs = np.empty(d + 1)
     gc = np.empty(d + 1)
+    lane_s = np.empty((d + 1, LANES))
+    lane_c = np.empty((d + 1, LANES))
+    lane_mask = np.empty(LANES)
+    leaf_rows = 1
+    for node in range(start.shape[0]):
+        if left[node] < 0:
+            leaf_rows = max(leaf_rows, stop[node] - start[node])
+    band = np.empty(leaf_rows, np.int64)
     for g in range(bounds.shape[0] - 1):
         # The group's box: every test against it holds for each of its seeds (rounding
         # is monotone), so a decision taken for the box is exact for every seed.
@@ -392,6 +617,9 @@ def _ball_sums(points, weights, start, stop, left, lower, upper, sum_s, sum_c, c
         for j in range(d + 1):
             gs[j] = 0.0
             gc[j] = 0.0
+            for r in range(LANES):
+                lane_s[j, r] = 0.0
+                lane_c[j, r] = 0.0
             for q in range(m):
                 acc_s[j, q] = 0.0
                 acc_c[j, q] = 0.0
@@ -421,30 +649,17 @@ def _ball_sums(points, weights, start, stop, left, lower, upper, sum_s, sum_c, c
                 stack[top + 1] = child
                 top += 2
                 continue
+            a, b = start[node], stop[node]
             if m == 1:  # a lone seed: the box test is its exact test, done once
-                for i in range(start[node], stop[node]):
-                    dist2 = 0.0
-                    for j in range(d):
-                        t = points[i, j] - glo[j]
-                        dist2 += t * t
-                    if dist2 <= radius2:
-                        _add_point(gs, gc, points, weights, i, d, weighted)
+                _lone_leaf(points, weights, a, b, glo, radius2, lane_s, lane_c, lane_mask, weighted)
                 continue
-            for i in range(start[node], stop[node]):
-                near = 0.0
-                far = 0.0
-                for j in range(d):  # branch-free: the same values as the exact per-seed test
-                    p = points[i, j]
-                    t = max(glo[j] - p, p - ghi[j], 0.0)
-                    near += t * t
-                    t = max(p - glo[j], ghi[j] - p)
-                    far += t * t
-                if near > radius2:
-                    continue
-                if far <= radius2:
-                    _add_point(gs, gc, points, weights, i, d, weighted)
-                    continue
-                _band_point(points, weights, i, d, m, cx, radius2, dist, mask, acc_s, acc_c, weighted)
+            n_band = _group_leaf(points, weights, a, b, glo, ghi, radius2, lane_s, lane_c, lane_mask, band,
+                                 weighted)
+            for r in range(n_band):
+                _band_point(points, weights, band[r], d, m, cx, radius2, dist, mask, acc_s, acc_c, weighted)
+        for j in range(d + 1):
+            for r in range(LANES):
+                add_pair(gs, gc, j, lane_s[j, r], lane_c[j, r])
         for q in range(m):
             r = order[first + q]
             for j in range(d + 1):

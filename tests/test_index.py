@@ -158,3 +158,23 @@ def test_fractional_weights_vs_exact_weighted_sums():
     inside = brute_ball(X, m, 1.0)
     exact = [float(sum(Fraction(wi) * Fraction(xi) for wi, xi in zip(w[inside], X[inside, j]))) for j in range(2)]
     np.testing.assert_array_equal((s + c)[0], [*exact, float(sum(Fraction(wi) for wi in w[inside]))])
+
+
+@pytest.mark.parametrize("shape", ["outlier", "many-dims", "duplicates"])
+def test_degenerate_layouts_split_by_medians(shape):
+    """Grid keys cannot separate these rows (an outlier stretches the grid, too many
+    dimensions for key bits, identical keys): leaves still hold at most leaf_size rows (but for
+    identical points) and ball sums stay exact."""
+    rng = np.random.RandomState(9)
+    if shape == "outlier":
+        X = np.vstack([rng.normal(size=(3000, 3)) * 1e-3, [[1e12, -1e12, 1e12]]])
+    elif shape == "many-dims":
+        X = rng.normal(size=(800, 40))
+    else:
+        X = np.repeat(rng.normal(size=(40, 2)), 50, axis=0)
+    ix = build_index(X, leaf_size=16)
+    sizes = (ix.stop - ix.start)[ix.left < 0]
+    if shape != "duplicates":
+        assert sizes.max() <= 16
+    bw = 3e-3 if shape == "outlier" else (6.0 if shape == "many-dims" else 0.5)
+    _check_ball_sums(X, X[:25], bw, 16)
