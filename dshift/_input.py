@@ -40,6 +40,7 @@ class Prepared(NamedTuple):
     weights: da.Array | None = None  # (n,) float64 sample weights, chunked like the rows
     local_weights: np.ndarray | None = None  # the validated NumPy weights for in-memory input
     weights_checked: bool = True  # False: Dask weights, checked in the first pass (see check_weights)
+    n_rows_hint: int | None = None  # rows at most, while the row chunks' lengths are unknown
 
 
 def weight_checks(weights: da.Array) -> list:
@@ -137,11 +138,25 @@ def prepare_weights(sample_weight, X: da.Array) -> da.Array:
     return weights
 
 
-def prepare_array(X: da.Array, weights: da.Array | None = None) -> Prepared:
-    """A float64 Dask array (and weights) its caller has already checked (the batch job's)."""
-    arr = as_row_chunked(X)
-    w = None if weights is None else weights.rechunk((arr.chunks[0],))
-    return Prepared(arr, True, working_dtype(X.dtype), None, w)
+def prepare_array(X: da.Array, weights: da.Array | None = None, n_rows_hint: int | None = None) -> Prepared:
+    """A float64 Dask array (and weights chunked like it) its caller has already checked.
+
+    With ``n_rows_hint`` (an upper bound on the rows, e.g. from Parquet footers) the row
+    chunks' lengths may be unknown: the fit's first pass counts them, saving a read.
+    """
+    if n_rows_hint is None or X.ndim != 2 or len(X.chunks[1]) > 1:
+        X = as_row_chunked(X)
+    return Prepared(X, True, working_dtype(X.dtype), None, weights, n_rows_hint=n_rows_hint)
+
+
+def lengths_unknown(X: da.Array) -> bool:
+    """Whether the row chunks' lengths of ``X`` are not known yet."""
+    return any(np.isnan(c) for c in X.chunks[0])
+
+
+def with_row_chunks(X: da.Array, rows: tuple) -> da.Array:
+    """``X`` (same graph) with its row chunks' lengths now known."""
+    return da.Array(X.dask, X.name, chunks=(tuple(int(r) for r in rows), *X.chunks[1:]), meta=X._meta)
 
 
 def prepare(estimator, X, *, reset: bool, sample_weight=None) -> Prepared:

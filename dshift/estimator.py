@@ -132,7 +132,8 @@ def fit_many(
         In the order of ``bandwidths``; ``timings`` are those of the shared passes.
     """
     X = data.array
-    n_rows, n_features = X.shape
+    unknown = _input.lengths_unknown(X)  # the first pass counts the rows
+    n_rows, n_features = (data.n_rows_hint if unknown else X.shape[0]), X.shape[1]
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -188,6 +189,10 @@ def fit_many(
                                          for j in range(max(len(binned), 1))), n_jobs=n_jobs))
         if summaries[0].n_nonfinite:
             raise _input.NonFiniteError.rows(summaries[0].n_nonfinite, summaries[0].n_rows)
+        if unknown:
+            X = _input.with_row_chunks(X, summaries[0].chunk_rows)
+            n_rows = X.shape[0]
+            n_positive = n_rows if weights is None else n_positive
         lap("scan")
     if kept_trees:
         _dask.wait(indexes)  # distributed persist returns at once; account the build here

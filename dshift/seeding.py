@@ -48,6 +48,7 @@ class ScanResult(NamedTuple):
     n_rows: int
     n_nonfinite: int
     tables: tuple[BinTable, ...]  # one per bin size asked for; none once a row is not finite
+    chunk_rows: tuple[int, ...] = ()  # rows of each chunk scanned, in order
 
 
 @njit(inline="always", cache=True)
@@ -173,7 +174,8 @@ def bin_table(chunk: np.ndarray, bin_size: float, offset: int = 0, weights: np.n
     -------
     BinTable
     """
-    return scan_chunk(chunk, offset, (bin_size,), weights).tables[0]
+    table = scan_chunk(chunk, (bin_size,), weights).tables[0]
+    return table._replace(first=table.first + offset)
 
 
 def merge_tables(a: BinTable, b: BinTable) -> BinTable:
@@ -190,12 +192,13 @@ def merge_tables(a: BinTable, b: BinTable) -> BinTable:
     )
 
 
-def scan_chunk(chunk: np.ndarray, offset: int, bin_sizes: tuple = (),
-               weights: np.ndarray | None = None) -> ScanResult:
+def scan_chunk(chunk: np.ndarray, bin_sizes: tuple = (), weights: np.ndarray | None = None) -> ScanResult:
     """One chunk's share of the scan pass: row count, rows with NaN/inf, and bin tables.
 
     One compiled pass over the rows per bin size (the chunk is in memory: the read is the
-    cost); tables are only kept while all rows are finite.
+    cost); tables are only kept while all rows are finite. Rows are numbered from the
+    chunk's start (:func:`merge_scans` makes them global), so no chunk needs to know where
+    it starts: chunk lengths may be unknown until this pass.
     """
     chunk = np.ascontiguousarray(chunk)
     if not np.issubdtype(chunk.dtype, np.floating):
@@ -209,24 +212,31 @@ def scan_chunk(chunk: np.ndarray, offset: int, bin_sizes: tuple = (),
             with_bins and _divides_in_float32(chunk.dtype, bin_size), with_bins, *_empty_store(chunk.shape[1]),
         )
         if n_bad:
-            return ScanResult(len(chunk), int(n_bad), ())
+            return ScanResult(len(chunk), int(n_bad), (), (len(chunk),))
         if with_bins:
-            tables.append(BinTable(keys, counts, counts_c, first + offset))
-    return ScanResult(len(chunk), 0, tuple(tables))
+            tables.append(BinTable(keys, counts, counts_c, first))
+    return ScanResult(len(chunk), 0, tuple(tables), (len(chunk),))
 
 
 def merge_scans(a: ScanResult, b: ScanResult) -> ScanResult:
-    """Merge the scans of two row ranges, ``a`` before ``b``."""
+    """Merge the scans of two consecutive row ranges, ``a`` before ``b``."""
     bad = a.n_nonfinite + b.n_nonfinite
-    tables = () if bad else tuple(merge_tables(x, y) for x, y in zip(a.tables, b.tables))
-    return ScanResult(a.n_rows + b.n_rows, bad, tables)
+    tables = () if bad else tuple(merge_tables(x, y._replace(first=y.first + a.n_rows))
+                                  for x, y in zip(a.tables, b.tables))
+    return ScanResult(a.n_rows + b.n_rows, bad, tables, a.chunk_rows + b.chunk_rows)
 
 
 def weight_blocks(X: da.Array, weights: da.Array | None) -> list:
-    """Per row chunk of ``X``, its weights (a Delayed) or None."""
+    """Per row chunk of ``X``, its weights (a Delayed) or None.
+
+    Weights chunked like ``X`` pair up block by block (also while chunk lengths are unknown,
+    as for a data set's feature and weight columns); others are rechunked to ``X``'s rows.
+    """
     if weights is None:
         return [None] * len(X.chunks[0])
-    return list(weights.rechunk((X.chunks[0],)).to_delayed().ravel())
+    if weights.chunks[0] != X.chunks[0]:
+        weights = weights.rechunk((X.chunks[0],))
+    return list(weights.to_delayed().ravel())
 
 
 def scan_graph(X: da.Array, bin_sizes: tuple = (), weights: da.Array | None = None) -> Delayed:
@@ -235,7 +245,7 @@ def scan_graph(X: da.Array, bin_sizes: tuple = (), weights: da.Array | None = No
     Parameters
     ----------
     X : dask.array.Array of shape (n, d)
-        Rows chunked along axis 0 only; chunk sizes must be known.
+        Rows chunked along axis 0 only; chunk sizes may be unknown (the scan counts them).
     bin_sizes : tuple of float
         Grid spacings, one bin table each (none: only the NaN/inf check).
     weights : dask.array.Array of shape (n,), optional
@@ -247,10 +257,8 @@ def scan_graph(X: da.Array, bin_sizes: tuple = (), weights: da.Array | None = No
         Computes to a :class:`ScanResult`. Built on ``X.to_delayed()``, so computed
         together with other per-block work it shares the blocks' reads.
     """
-    offsets = _dask.chunk_offsets(X.chunks[0])
-    blocks = X.to_delayed().ravel()
-    parts = [delayed(scan_chunk, pure=True)(b, int(o), tuple(bin_sizes), w)
-             for b, o, w in zip(blocks, offsets, weight_blocks(X, weights))]
+    parts = [delayed(scan_chunk, pure=True)(b, tuple(bin_sizes), w)
+             for b, w in zip(X.to_delayed().ravel(), weight_blocks(X, weights))]
     return _dask.tree_reduce(parts, merge_scans)
 
 
@@ -268,13 +276,14 @@ class BinSummary(NamedTuple):
     n_kept: int  # bins holding at least min_bin_freq points
     fullest: float  # points (or weight) in the fullest bin
     total: float  # points (or weight) in all bins: the size of the (repeated) data
+    chunk_rows: tuple[int, ...]  # rows of each chunk
 
 
 def summarize_scan(result: ScanResult, min_bin_freq: int, which: int = 0) -> BinSummary:
     """Reduce a scan's ``which``-th bin table to its sizes (runs where the scan result lives)."""
     freq = result.tables[which].frequency if result.tables else np.zeros(0)
     return BinSummary(result.n_rows, result.n_nonfinite, int(np.count_nonzero(freq >= min_bin_freq)),
-                      float(freq.max(initial=0)), math.fsum(freq))
+                      float(freq.max(initial=0)), math.fsum(freq), result.chunk_rows)
 
 
 def bins_fit(summary: BinSummary, bin_size, min_bin_freq: int) -> bool:
@@ -362,11 +371,12 @@ def point_samples(X: da.Array, n_seeds: int) -> list[Delayed]:
     """Per row chunk, the rows that plan the seeds' partition when every row is a seed.
 
     Compute them with the first pass over the data, which reads the chunks anyway.
+    ``n_seeds`` may be an upper bound (chunk lengths unknown: an equal share per chunk).
     """
     size = partition.sample_size(partition.n_cells_for(n_seeds))
-    blocks = X.to_delayed().ravel()
-    return [delayed(partition.strided_sample, pure=True)(b, math.ceil(size * rows / max(n_seeds, 1)))
-            for b, rows in zip(blocks, X.chunks[0])]
+    rows = X.chunks[0] if not any(math.isnan(r) for r in X.chunks[0]) else [n_seeds / len(X.chunks[0])] * len(X.chunks[0])
+    return [delayed(partition.strided_sample, pure=True)(b, math.ceil(size * r / max(n_seeds, 1)))
+            for b, r in zip(X.to_delayed().ravel(), rows)]
 
 
 def point_seed_blocks(X: da.Array, samples: list[np.ndarray], n_seeds: int,

@@ -122,9 +122,9 @@ def test_scan_chunk_counts_nonfinite_rows():
     X[3, 0] = np.nan
     X[3, 2] = np.inf
     X[11, 1] = -np.inf
-    r = scan_chunk(X, 0, (1.0,))
-    assert (r.n_rows, r.n_nonfinite, r.tables) == (20, 2, ())
-    r = scan_chunk(X[:3], 0)
+    r = scan_chunk(X, (1.0,))
+    assert (r.n_rows, r.n_nonfinite, r.tables, r.chunk_rows) == (20, 2, (), (20,))
+    r = scan_chunk(X[:3])
     assert (r.n_rows, r.n_nonfinite, r.tables) == (3, 0, ())
 
 
@@ -150,7 +150,7 @@ def test_bin_seeds_and_summary():
                  np.array([0, 1, 4]))
     result = ScanResult(6, 0, (t,))
     summary = summarize_scan(result, 2)
-    assert summary == BinSummary(n_rows=6, n_nonfinite=0, n_kept=2, fullest=3.0, total=6.0)
+    assert summary == BinSummary(n_rows=6, n_nonfinite=0, n_kept=2, fullest=3.0, total=6.0, chunk_rows=())
     assert bins_fit(summary, 0.1, 2)
     s = bin_seeds(t, 0.1, 2)
     assert s.dtype == np.float32
