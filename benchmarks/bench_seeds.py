@@ -8,13 +8,17 @@ Cases, each dshift measurement in a child process whose whole process tree's RSS
          scikit-learn is timed at 20,000 and 50,000 rows in the same run and its time
          extrapolated to 1,000,000 rows with the fitted growth exponent.
   merge  merging 1,000,000 converged positions (dshift.merging.merge_modes): <= 5 s, <= 1 GiB.
+  run3M  `dshift run` on 3,000,000 rows (6 Parquet files of the same blobs) with bandwidth
+         1.0e-6 and bin seeding: every row alone in its bin, so every row is a seed and its own
+         cluster (3M clusters; model.max_seeds raised for it): <= 2 minutes, peak <= 4 GiB,
+         labelling (label_write in report.json) <= 30 s.
 
 Data: make_blobs(random_state=0), centers [27,72,91], [36,90,99], [9,81,99], std 2.79.
 Bandwidth: sklearn.cluster.estimate_bandwidth(X, quantile=0.2, n_samples=2000), passed to both.
 dshift is warmed up (numba cache load) in each child before its timed fit.
 
 Usage:
-    python benchmarks/bench_seeds.py [--case S50k|P4|merge|all] [--skip-sklearn] [--json OUT.json]
+    python benchmarks/bench_seeds.py [--case S50k|P4|merge|run3M|all] [--skip-sklearn] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_fit import CENTERS_3D, STD, cpu_since, tree_cpu  # noqa: E402
-from bench_scale import GiB, TreeRSS  # noqa: E402
+from bench_scale import FEATURES, GiB, TreeRSS, cli_command, make_data, run_measured  # noqa: E402
 
-TARGETS = {"S50k": 100.0, "P4_s": 180.0, "P4_moonshot_s": 60.0, "P4_GiB": 4.0, "merge_s": 5.0, "merge_GiB": 1.0}
+TARGETS = {"S50k": 100.0, "P4_s": 180.0, "P4_moonshot_s": 60.0, "P4_GiB": 4.0, "merge_s": 5.0, "merge_GiB": 1.0,
+           "run3M_s": 120.0, "run3M_GiB": 4.0, "run3M_label_s": 30.0}
 
 
 def blobs(n: int) -> np.ndarray:
@@ -183,9 +188,40 @@ def case_merge() -> dict:
     return res
 
 
+def case_run3m(workdir: Path) -> dict:
+    import yaml
+
+    rows = 3_000_000
+    print(f"\n== run3M: dshift run, {rows:,} rows, bandwidth 1e-6, bin seeding (every row its own cluster; "
+          f"targets <= {TARGETS['run3M_s']:g} s, <= {TARGETS['run3M_GiB']:g} GiB, labelling "
+          f"<= {TARGETS['run3M_label_s']:g} s)", flush=True)
+    data, out = workdir / f"data-{rows}", workdir / "out-run3M"
+    make_data(data, rows, 6)
+    cfg = workdir / "run3M.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "input": {"path": str(data), "columns": FEATURES},
+        "model": {"bandwidth": 1.0e-6, "bin_seeding": True, "max_seeds": 5_000_000},
+        "cluster": {"n_workers": 2, "threads_per_worker": 1},
+        "output": {"path": str(out), "overwrite": True},
+    }, sort_keys=False))
+    r = run_measured([*cli_command(), "run", str(cfg)], workdir / "run3M.log", timeout=900)
+    report = json.loads((out / "report.json").read_text()) if r["returncode"] == 0 else {}
+    label_s = report.get("timings", {}).get("label_write", float("nan"))
+    res = {"case": "run3M", "wall_s": r["wall_s"], "peak_rss_GiB": r["peak_rss_bytes"] / GiB,
+           "label_write_s": label_s, "n_clusters": report.get("n_clusters"), "returncode": r["returncode"],
+           "timings": report.get("timings")}
+    ok = (r["returncode"] == 0 and res["wall_s"] <= TARGETS["run3M_s"] and res["peak_rss_GiB"] <= TARGETS["run3M_GiB"]
+          and label_s <= TARGETS["run3M_label_s"])
+    print(f"   {res['wall_s']:.1f}s wall, peak {res['peak_rss_GiB']:.2f} GiB, labelling {label_s:.1f}s, "
+          f"{res['n_clusters']} clusters; load {os.getloadavg()[0]:.1f} -> {'PASS' if ok else 'FAIL'}", flush=True)
+    print(f"   phases: {report.get('timings')}")
+    return res
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--case", choices=["S50k", "P4", "merge", "all"], default="all")
+    p.add_argument("--case", choices=["S50k", "P4", "merge", "run3M", "all"], default="all")
+    p.add_argument("--workdir", default="/tmp/dshift-bench-seeds", help="data and outputs of run3M")
     p.add_argument("--skip-sklearn", action="store_true", help="dshift only (scikit-learn takes ~10 min here)")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)
@@ -204,6 +240,9 @@ def main(argv=None) -> int:
         results.append(case_p4(args.skip_sklearn, results[0].get("sklearn_s") if results else None))
     if args.case in ("merge", "all"):
         results.append(case_merge())
+    if args.case in ("run3M", "all"):
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        results.append(case_run3m(Path(args.workdir)))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))
     return 0

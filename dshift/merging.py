@@ -20,7 +20,6 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 from numba import njit
 
-from dshift import _dask
 from dshift.index import build_tree
 from dshift.shifting import SeedBlock
 
@@ -69,10 +68,10 @@ def block_modes(block: SeedBlock, dtype: np.dtype) -> Modes:
     return distinct_modes(block.position.astype(dtype), block.intensity, block.seed)
 
 
-def merge_mode_tables(a: Modes, b: Modes) -> Modes:
-    """Distinct modes of two sets of seeds."""
-    return distinct_modes(np.concatenate([a.position, b.position]), np.concatenate([a.intensity, b.intensity]),
-                          np.concatenate([a.seed, b.seed]))
+def merge_mode_tables(*tables: Modes) -> Modes:
+    """Distinct modes of several sets of seeds (one sort of them all)."""
+    return distinct_modes(np.concatenate([t.position for t in tables]), np.concatenate([t.intensity for t in tables]),
+                          np.concatenate([t.seed for t in tables]))
 
 
 @njit(nogil=True, cache=True)
@@ -173,7 +172,8 @@ def merge_modes(position: np.ndarray, intensity: np.ndarray, bandwidth: float) -
 
 
 def merge_blocks(blocks: Sequence[Delayed], bandwidth: float, dtype: np.dtype) -> Delayed:
-    """Dask driver of the merge: per-block modes, tree-merged, then the centers (all lazy).
+    """Dask driver of the merge: per-block modes where the blocks are, then one task that
+    merges them (one sort of all distinct modes, O(k log k)) and finds the centers (lazy).
 
     Returns
     -------
@@ -181,4 +181,5 @@ def merge_blocks(blocks: Sequence[Delayed], bandwidth: float, dtype: np.dtype) -
         Computes to the cluster centers (keep it persisted: labelling uses it where it is).
     """
     tables = [delayed(block_modes, pure=True)(b, dtype) for b in blocks]
-    return delayed(centers_from_modes, pure=True)(_dask.tree_reduce(tables, merge_mode_tables), bandwidth)
+    merged = delayed(merge_mode_tables, pure=True)(*tables) if len(tables) > 1 else tables[0]
+    return delayed(centers_from_modes, pure=True)(merged, bandwidth)
