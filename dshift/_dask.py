@@ -32,6 +32,10 @@ DEFAULTS = {
     "seed-block-size": 65_536,
     # Seconds between progress lines while a long pass runs.
     "progress-interval": 10.0,
+    # Most bytes of points one spatial index holds: consecutive row chunks share an index up
+    # to this size (fewer, larger trees cost less per seed and pass), one index per thread
+    # at least.
+    "index-bytes": 128 * 2**20,
 }
 dask.config.update_defaults({"dshift": DEFAULTS})
 
@@ -232,6 +236,32 @@ def auto_chunk_rows(n_rows: int, n_features: int, itemsize: int = 8) -> int:
     if n_rows >= 2 * MIN_CHUNK_ROWS:
         rows = min(rows, max(math.ceil(n_rows / n_cores()), MIN_CHUNK_ROWS))
     return int(max(min(rows, n_rows), 1))
+
+
+def index_groups(chunks: Sequence[float], n_features: int) -> list[list[int]]:
+    """Consecutive row chunks that share one spatial index: at most ``dshift.index-bytes`` of
+    float64 points each, at least one index per thread of the scheduler (for parallel passes),
+    never more indexes than chunks.
+
+    Parameters
+    ----------
+    chunks : sequence of float
+        Rows per chunk (NaN when unknown: then chunks are assumed equal).
+
+    Returns
+    -------
+    list of list of int
+        Chunk numbers of each index, in order.
+    """
+    rows = [1.0 if math.isnan(c) else float(c) for c in chunks]
+    unknown = any(math.isnan(c) for c in chunks)
+    per_index = max(int(config_get("index-bytes")) // (8 * max(n_features, 1)), 1)
+    wanted = max(n_cores(), 1 if unknown else math.ceil(sum(rows) / per_index))
+    n_groups = max(min(wanted, len(rows)), 1)
+    # Cut at equal shares of the rows (chunk boundaries only).
+    bounds = np.searchsorted(np.cumsum(rows), np.linspace(0, sum(rows), n_groups + 1)[1:-1], side="left") + 1
+    cuts = [0, *sorted(set(int(b) for b in bounds if 0 < b < len(rows))), len(rows)]
+    return [list(range(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def chunk_offsets(chunks: Sequence[int]) -> np.ndarray:

@@ -53,14 +53,20 @@ class ScanResult(NamedTuple):
 
 @njit(inline="always", cache=True)
 def _slot(bits: np.ndarray, mask: int) -> int:
-    h = np.uint64(1469598103934665603)
+    """Hash of a key's bit patterns: every input bit reaches the low bits (integral floats
+    have long runs of zero low bits, which a plain multiplicative hash leaves clustered)."""
+    h = np.uint64(0x9E3779B97F4A7C15)
     for j in range(bits.shape[0]):
-        h = (h ^ np.uint64(bits[j])) * np.uint64(1099511628211)
-    h ^= h >> np.uint64(29)
+        h ^= np.uint64(bits[j])
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
     return np.int64(h & np.uint64(mask))
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _insert(keys, counts, counts_c, first, slots, n_groups, key_bits, weight, weight_c, row):
     """Add ``weight`` (+ ``weight_c``) to the group of key ``key_bits`` (a new group starts at ``row``).
 
