@@ -115,6 +115,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                 client = Client(cluster, timeout=cfg.connect_timeout)
                 where = f"the local cluster's scheduler {cluster.scheduler_address}"
                 _close_http_servers(client, keep_scheduler=dashboard is not None)
+                _warm_kernels(client)
                 if cfg.dashboard is not False:
                     logger.info("cluster: dashboard at %s", client.dashboard_link)
             else:
@@ -224,6 +225,30 @@ def _stop_worker_http(dask_worker=None) -> None:
     if server is not None:
         server.stop()
         dask_worker.services.pop("dashboard", None)
+
+
+def _warm_kernels(client) -> None:
+    """Have every worker (and any the nanny restarts) load dshift's compiled kernels in a
+    background thread as soon as it runs, so the job's first pass does not wait for them
+    (about half a second per process, while the driver still checks the input)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class WarmKernels(WorkerPlugin):
+        name = "dshift-warm-kernels"
+
+        def setup(self, worker) -> None:
+            import threading
+
+            threading.Thread(target=_warm, name="dshift-warm-up", daemon=True).start()
+
+    client.register_plugin(WarmKernels(), name=WarmKernels.name)
+
+
+def _warm() -> None:
+    with contextlib.suppress(Exception):  # only a head start: the job loads what it needs anyway
+        from dshift.estimator import warm_up
+
+        warm_up()
 
 
 def _close_http_servers(client, *, keep_scheduler: bool) -> None:
