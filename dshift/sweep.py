@@ -172,7 +172,7 @@ def bandwidth_sweep(
     if (bandwidths is None) == (quantiles is None):
         raise ValueError("Give exactly one of bandwidths and quantiles.")
     given = _positive_values(bandwidths if quantiles is None else quantiles,
-                             "bandwidths" if quantiles is None else "quantiles", at_most_one=quantiles is not None)
+                             "bandwidths" if quantiles is None else "quantiles", quantile=quantiles is not None)
     data = _input.prepare(template, X, reset=True, sample_weight=sample_weight)
     # Weights where the engine keeps them: NumPy for in-memory input, else Dask.
     weights = data.local_weights if data.local_weights is not None else data.weights
@@ -198,14 +198,14 @@ def bandwidth_sweep(
     return BandwidthSweep(table, models, choice.bandwidth, choice.index, choice.reason)
 
 
-def _positive_values(values, what: str, *, at_most_one: bool) -> list:
+def _positive_values(values, what: str, *, quantile: bool) -> list:
     """The swept values as given (their types kept: they size the bins as MeanShift's would)."""
     items = list(values)
     if not items:
         raise ValueError(f"{what} must hold at least one value.")
     for i, v in enumerate(items):
-        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or not v > 0 or (at_most_one and v > 1):
-            bound = "in (0, 1]" if at_most_one else "> 0"
+        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or not v > 0 or (quantile and v > 1):
+            bound = "in (0, 1]" if quantile else "> 0"
             raise ValueError(f"{what}[{i}] must be a finite number {bound}, got {v!r}.")
     return items
 
@@ -259,14 +259,15 @@ def cluster_sizes(results: Sequence[FitResult], weights=None, n_jobs: int | None
     """
     parts = []
     for r in results:
+        k = len(r.cluster_centers)
         if isinstance(r.labels, np.ndarray) and not isinstance(weights, da.Array):
-            parts.append([_label_totals(r.labels, weights)])
+            parts.append([_label_totals(r.labels, weights, k)])
             continue
         labels = da.asarray(r.labels)
         if weights is not None:
             labels = labels.rechunk(weights.chunks)
         w = [None] * labels.numblocks[0] if weights is None else weights.to_delayed().ravel()
-        parts.append([delayed(_label_totals, pure=True)(lab, wb) for lab, wb in zip(labels.to_delayed().ravel(), w)])
+        parts.append([delayed(_label_totals, pure=True)(lab, wb, k) for lab, wb in zip(labels.to_delayed().ravel(), w)])
     totals = _dask.compute(*parts, n_jobs=n_jobs)
     sizes = []
     for r, pieces in zip(results, totals):
@@ -277,12 +278,14 @@ def cluster_sizes(results: Sequence[FitResult], weights=None, n_jobs: int | None
     return sizes
 
 
-def _label_totals(labels: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """The labels present in a chunk and their rows (or weight): a few numbers however many rows."""
-    values, inverse = np.unique(labels, return_inverse=True)
-    if weights is None:
-        return values, np.bincount(inverse, minlength=len(values))
-    return values, np.bincount(inverse, weights=weights, minlength=len(values))
+def _label_totals(labels: np.ndarray, weights: np.ndarray | None, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """The labels present in a chunk (-1 .. n_clusters - 1) and their rows (or weight)."""
+    if n_clusters >= len(labels):  # a cluster per few rows: count only the labels present (a sort)
+        labels, inverse = np.unique(labels, return_inverse=True)
+        return labels, np.bincount(inverse, weights=weights, minlength=len(labels))
+    totals = np.bincount(labels + 1, weights=weights, minlength=n_clusters + 1)  # linear, no sort
+    present = np.flatnonzero(totals)
+    return present - 1, totals[present]
 
 
 def summarize(
@@ -327,9 +330,9 @@ def summarize(
     choice = select_bandwidth(table["bandwidth"].tolist(), table["n_clusters"].tolist(), n_points)
     for row in table.itertuples():
         log.info("sweep: bandwidth %.4g: %s cluster%s (largest %.1f%% of the %s), %s seeds, %d iterations%s",
-                 row.bandwidth, f"{row.n_clusters:,}", "" if row.n_clusters == 1 else "s", 100 * row.largest_cluster_share,
-                 "rows" if weights is None else "weight", f"{row.n_seeds:,}", row.n_iter,
-                 f", outliers {100 * row.outlier_share:.1f}%" if row.outlier_share else "")
+                 row.bandwidth, f"{row.n_clusters:,}", "" if row.n_clusters == 1 else "s",
+                 100 * row.largest_cluster_share, "rows" if weights is None else "weight", f"{row.n_seeds:,}",
+                 row.n_iter, f", outliers {100 * row.outlier_share:.1f}%" if row.outlier_share else "")
     log.info("sweep: suggested bandwidth %.4g: %s", choice.bandwidth, choice.reason)
     return table, choice
 
@@ -371,9 +374,9 @@ def select_bandwidth(bandwidths: Sequence[float], n_clusters: Sequence[int], n_p
         i = _nearest_middle(logs, range(first, last + 1))
         return Choice(i, b[i], (
             f"{c[i]:,} clusters at every swept bandwidth from {b[first]:.4g} to {b[last]:.4g} ({last - first + 1} "
-            f"of {len(b)}, a factor {b[last] / b[first]:.3g}): the widest range giving the same number of clusters, leaving "
-            f"out 1 cluster and about one cluster per point; {b[i]:.4g} is its middle on a log scale, the farthest from "
-            "where clusters split or merge"), (first, last))
+            f"of {len(b)}, a factor {b[last] / b[first]:.3g}): the widest range giving the same number of "
+            f"clusters, leaving out 1 cluster and about one cluster per point; {b[i]:.4g} is its middle on a log "
+            "scale, the farthest from where clusters split or merge"), (first, last))
     informative = [i for i in range(len(b)) if ok[i]]
     if informative:
         i = _nearest_middle(logs, informative)

@@ -173,3 +173,11 @@ def test_bad_parameters_as_meanshift():
     X = np.zeros((20, 2))
     with pytest.raises(ValueError, match="quantile 0.1 gives the bandwidth 0"):
         dshift.bandwidth_sweep(X, quantiles=[0.1])
+
+
+def test_shares_with_a_cluster_per_point_on_dask():
+    X = blobs(200, 2, 3, 1.0, seed=8)
+    sweep = dshift.bandwidth_sweep(da.from_array(X, chunks=(50, 2)), [1e-3, 1.5])
+    tiny = sweep.table.iloc[0]
+    assert tiny["n_clusters"] == 200 and tiny["largest_cluster_share"] == 1 / 200  # counted per chunk, sparsely
+    assert sweep.chosen == 1.5  # 200 clusters for 200 rows is one per point, not a choice
