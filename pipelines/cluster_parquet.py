@@ -295,10 +295,10 @@ class SweepOutcome:
     def report(self) -> dict[str, Any]:
         """``report.json``'s ``sweep`` section: the table, the bandwidth labelled, the rule's suggestion and why."""
         stable = self.suggestion.stable
-        bandwidths = self.table["bandwidth"]
+        bandwidths = self.table["bandwidth"].tolist()
         return {"select": self.select, "chosen": float(self.fit.bandwidth),
                 "suggested": float(self.suggestion.bandwidth), "reason": self.suggestion.reason,
-                "stable_range": None if stable is None else [float(bandwidths[stable[0]]), float(bandwidths[stable[1]])],
+                "stable_range": None if stable is None else [bandwidths[stable[0]], bandwidths[stable[1]]],
                 "table": self.table.to_dict(orient="records")}
 
 

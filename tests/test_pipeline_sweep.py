@@ -36,7 +36,8 @@ def sweep_run(blobs, tmp_path_factory):
 def test_sweep_writes_table_picture_and_chosen_outputs(sweep_run):
     _, out, proc = sweep_run
     assert proc.returncode == 0, proc.stderr
-    for line in ("shift iteration 0 (bandwidth 0.5)", "shift iteration 0 (bandwidth 8)", "sweep: bandwidth 2: 3 clusters",
+    for line in ("shift iteration 0 (bandwidth 0.5)", "shift iteration 0 (bandwidth 8)",
+                 "sweep: bandwidth 2: 3 clusters",
                  f"sweep: suggested bandwidth {CHOSEN:g}: 3 clusters at every swept bandwidth from 2 to 4"):
         assert line in proc.stderr, line
     assert {p.name for p in out.iterdir()} >= {"labels", "model.json", "report.json", "clusters.png", "sweep.csv",
