@@ -375,8 +375,8 @@ def select_bandwidth(bandwidths: Sequence[float], n_clusters: Sequence[int], n_p
         return Choice(i, b[i], (
             f"{c[i]:,} clusters at every swept bandwidth from {b[first]:.4g} to {b[last]:.4g} ({last - first + 1} "
             f"of {len(b)}, a factor {b[last] / b[first]:.3g}): the widest range giving the same number of "
-            f"clusters, leaving out 1 cluster and about one cluster per point; {b[i]:.4g} is its middle on a log "
-            "scale, the farthest from where clusters split or merge"), (first, last))
+            f"clusters, leaving out 1 cluster and about one cluster per point; {b[i]:.4g} is the swept bandwidth "
+            "nearest its middle on a log scale, the farthest from where clusters split or merge"), (first, last))
     informative = [i for i in range(len(b)) if ok[i]]
     if informative:
         i = _nearest_middle(logs, informative)
