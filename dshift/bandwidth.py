@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import dask
 import numpy as np
@@ -182,6 +183,28 @@ def estimate_bandwidth(
     """
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {quantile!r}")
+    return bandwidth_estimator(X, n_samples=n_samples, random_state=random_state, sample_weight=sample_weight)(quantile)
+
+
+def bandwidth_estimator(
+    X, *, n_samples: int | None = None, random_state=0, sample_weight=None
+) -> Callable[[float], np.float64]:
+    """:func:`estimate_bandwidth` as a function of the quantile, its rows sampled and fetched once.
+
+    ``bandwidth_estimator(X, **kw)(q)`` is ``estimate_bandwidth(X, quantile=q, **kw)`` for every
+    quantile ``q`` in [0, 1]; several quantiles (a bandwidth sweep) share one sample, so Dask
+    input is read once for all of them.
+
+    Parameters
+    ----------
+    X, n_samples, random_state, sample_weight
+        As in :func:`estimate_bandwidth`.
+
+    Returns
+    -------
+    callable
+        ``quantile -> numpy.float64``.
+    """
     if n_samples is not None and (int(n_samples) != n_samples or n_samples < 1):
         raise ValueError(f"n_samples must be a positive integer or None, got {n_samples!r}")
     lazy = _input.is_dask(X) or _input.is_dask(sample_weight)
@@ -196,24 +219,24 @@ def estimate_bandwidth(
             if np.all(w == np.round(w)):  # repeated rows: sample them as scikit-learn would
                 rows = _sample(int(w.sum()), n_samples, random_state, repeated=True)
                 if rows is None:
-                    return _finite(weighted_kth_neighbour_mean, x[w > 0], w[w > 0], quantile)
-                return _finite(kth_neighbour_mean, x[np.searchsorted(np.cumsum(w), rows, side="right")], quantile)
+                    return _formula(weighted_kth_neighbour_mean, x[w > 0], w[w > 0])
+                return _formula(kth_neighbour_mean, x[np.searchsorted(np.cumsum(w), rows, side="right")])
             keep = np.flatnonzero(w > 0)
             rows = _sample(len(keep), n_samples, random_state)
             keep = keep if rows is None else keep[rows]
-            return _finite(weighted_kth_neighbour_mean, x[keep], w[keep], quantile)
+            return _formula(weighted_kth_neighbour_mean, x[keep], w[keep])
         rows = _sample(len(x), n_samples, random_state)
-        return _finite(kth_neighbour_mean, x if rows is None else x[rows], quantile)
+        return _formula(kth_neighbour_mean, x if rows is None else x[rows])
     rows = _sample(arr.shape[0], n_samples or MAX_EXACT_ROWS, random_state)
     order = np.argsort(rows, kind="stable")
     x = np.empty((len(rows), arr.shape[1]), dtype=arr.dtype)
     if sample_weight is None:
         x[order] = arr[rows[order]].compute()
-        return _finite(kth_neighbour_mean, x, quantile)
+        return _formula(kth_neighbour_mean, x)
     weights = _input.prepare_weights(sample_weight, arr)
     w = np.empty(len(rows))
     x[order], w[order] = dask.compute(arr[rows[order]], weights[rows[order]])
-    return _finite(weighted_kth_neighbour_mean, x[w > 0], w[w > 0], quantile)
+    return _formula(weighted_kth_neighbour_mean, x[w > 0], w[w > 0])
 
 
 def _sample(n_rows: int, n_samples: int | None, random_state, repeated: bool = False) -> np.ndarray | None:
@@ -227,7 +250,8 @@ def _sample(n_rows: int, n_samples: int | None, random_state, repeated: bool = F
     return sample_rows(n_rows, int(n_samples), random_state)
 
 
-def _finite(formula, x: np.ndarray, *args) -> np.float64:
+def _formula(formula, x: np.ndarray, *args) -> Callable[[float], np.float64]:
+    """``quantile -> formula(x, *args, quantile)`` for finite sampled rows ``x``."""
     if not np.isfinite(x).all():
         raise _input.NonFiniteError.rows()
-    return np.float64(formula(x, *args))
+    return lambda quantile: np.float64(formula(x, *args, quantile))

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (
@@ -29,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,6 +41,8 @@ __all__ = [
     "Config",
     "InputConfig",
     "ModelConfig",
+    "SweepConfig",
+    "SweepRangeConfig",
     "ClusterConfig",
     "TLSConfig",
     "OutputConfig",
@@ -116,6 +120,107 @@ class InputConfig(_Strict):
             raise ConfigError(exc.message) from None
 
 
+MAX_SWEEP = 64
+"""Bandwidths a sweep may hold: each adds a bin table to the first pass and climbs to every pass."""
+
+SWEEP_MATCH = 1e-9
+"""``model.sweep.select`` names a swept value when within this relative distance of it."""
+
+_SweptBandwidth = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_SweptQuantile = Annotated[float, Field(gt=0, le=1)]
+
+
+class SweepRangeConfig(_Strict):
+    """``model.sweep.range:`` — ``num`` bandwidths from ``min`` to ``max``, evenly spaced on a log scale."""
+
+    min: float = Field(gt=0, allow_inf_nan=False)
+    max: float = Field(gt=0, allow_inf_nan=False)
+    num: int = Field(ge=2, le=MAX_SWEEP)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> "SweepRangeConfig":
+        if not self.min < self.max:
+            raise ValueError(f"min must be < max (got min {_show(self.min)}, max {_show(self.max)})")
+        return self
+
+    def values(self) -> list[float]:
+        """``min * (max / min) ** (i / (num - 1))`` for i = 0 .. num - 1, the ends exactly ``min`` and ``max``."""
+        ratio = self.max / self.min
+        return [self.min * ratio ** (i / (self.num - 1)) for i in range(self.num - 1)] + [self.max]
+
+
+class SweepConfig(_Strict):
+    """``model.sweep:`` — several bandwidths in one job, instead of ``model.bandwidth``.
+
+    Exactly one of ``bandwidths``, ``quantiles`` (each estimated as ``model.bandwidth: null`` would
+    be, with ``model.n_samples`` and ``model.random_state``) and ``range``; ``select`` is ``auto``
+    (the rule of :func:`dshift.sweep.select_bandwidth`) or the swept value to label with: one of
+    the bandwidths (or the range's values), or of the quantiles, within :data:`SWEEP_MATCH`.
+    """
+
+    bandwidths: Optional[list[_SweptBandwidth]] = None
+    quantiles: Optional[list[_SweptQuantile]] = None
+    range: Optional[SweepRangeConfig] = None
+    select: Any = "auto"
+
+    @field_validator("bandwidths", "quantiles")
+    @classmethod
+    def _list_ok(cls, value: Optional[list[float]]) -> Optional[list[float]]:
+        if value is None:
+            return value
+        if len(value) < 2:
+            raise ValueError(f"must list at least 2 values, got {len(value)} (for one bandwidth set model.bandwidth)")
+        if len(value) > MAX_SWEEP:
+            raise ValueError(f"lists {len(value):,} values; a sweep takes at most {MAX_SWEEP}")
+        dupes = sorted(v for v, n in Counter(value).items() if n > 1)
+        if dupes:
+            raise ValueError(f"lists {_excerpt(', '.join(map(_show, dupes)))} more than once")
+        return value
+
+    @field_validator("select")
+    @classmethod
+    def _select_ok(cls, value: Any, info: ValidationInfo) -> Union[str, float]:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"must be auto or one of the swept values (got {_show(value)})")
+        kinds = [k for k in ("bandwidths", "quantiles", "range") if info.data.get(k) is not None]
+        if len(kinds) == 1:  # else the sweep itself is wrong, and says so
+            values = _swept_values(info.data[kinds[0]])
+            if _match(value, values) is None:
+                what = "quantiles" if kinds[0] == "quantiles" else "swept bandwidths"
+                raise ValueError(f"{_show(value)} is not one of the {what} "
+                                 f"({_excerpt(', '.join(f'{v:.10g}' for v in values), 4 * MAX_ECHO)}); "
+                                 "use one of them or auto")
+        return float(value)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SweepConfig":
+        given = [k for k in ("bandwidths", "quantiles", "range") if getattr(self, k) is not None]
+        if len(given) != 1:
+            got = f" (got {' and '.join(given)})" if given else ""
+            raise ValueError(f"set exactly one of bandwidths, quantiles and range{got}")
+        return self
+
+    def values(self) -> list[float]:
+        """The swept values as configured: bandwidths (a list or the range's), or quantiles."""
+        return _swept_values(self.quantiles if self.quantiles is not None else self.bandwidths
+                             if self.bandwidths is not None else self.range)
+
+    def selected(self) -> Optional[int]:
+        """Index in :meth:`values` of ``select``, None for ``auto``."""
+        return None if self.select == "auto" else _match(self.select, self.values())
+
+
+def _swept_values(spec: Union[list[float], SweepRangeConfig]) -> list[float]:
+    return spec.values() if isinstance(spec, SweepRangeConfig) else list(spec)
+
+
+def _match(value: float, values: list[float]) -> Optional[int]:
+    """Index of the value within :data:`SWEEP_MATCH` relative of ``value`` (None if none)."""
+    return next((i for i, v in enumerate(values) if abs(v - value) <= SWEEP_MATCH * abs(v)), None)
+
+
 class ModelConfig(_Strict):
     """``model:`` — MeanShift's parameters (same names and defaults) plus the bandwidth estimate."""
 
@@ -132,6 +237,16 @@ class ModelConfig(_Strict):
     # million-row data set) take a couple of minutes on 2 cores; far more usually means
     # bin_seeding: false on big data or a bandwidth far too small.
     max_seeds: int = Field(1_000_000, ge=1)
+    # Several bandwidths in one job (sweep.csv, sweep.png), the selected one labelled.
+    sweep: Optional[SweepConfig] = None
+
+    @model_validator(mode="after")
+    def _sweep_or_bandwidth(self) -> "ModelConfig":
+        if self.sweep is not None and self.bandwidth is not None:
+            raise ValueError("set model.bandwidth or model.sweep, not both")
+        if self.sweep is not None and "quantile" in self.model_fields_set:
+            raise ValueError("model.quantile does not apply to a sweep; list the quantiles in model.sweep.quantiles")
+        return self
 
 
 class TLSConfig(_Strict):
@@ -647,6 +762,8 @@ def _error_message(err: dict) -> str:
     if kind in bounds:
         op, key = bounds[kind]
         return f"{where}: must be {op} {_number(ctx.get(key))}{got}"
+    if kind == "finite_number":
+        return f"{where}: must be a finite number{got}"
     if kind == "literal_error":
         return f"{where}: must be one of {ctx.get('expected', '')}{got}"
     if kind in ("too_short", "too_long"):

@@ -375,6 +375,12 @@ class MeanShift(ClusterMixin, BaseEstimator):
             max_iter=self.max_iter,
             n_jobs=_n_threads(self.n_jobs),
         )
+        return self._set_fitted(result)
+
+    def _set_fitted(self, result: FitResult) -> "MeanShift":
+        """Take a fit's results as the fitted attributes (``n_features_in_`` and
+        ``feature_names_in_`` come from validating the input); a bandwidth sweep builds its
+        models this way, without refitting."""
         self.cluster_centers_ = result.cluster_centers
         self.labels_ = result.labels
         self.n_iter_ = result.n_iter

@@ -25,6 +25,7 @@ __all__ = [
     "load_model",
     "report_dict",
     "plot_png",
+    "sweep_png",
 ]
 
 MODEL_FORMAT = "dshift-meanshift-model/1"
@@ -333,15 +334,11 @@ def plot_png(
     """
     import matplotlib
 
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
-
     k = len(centers)
     # The most populated clusters come first; millions of markers would say nothing.
     pts, ctr, xlabel, ylabel = _projection(sample, np.asarray(centers)[:MAX_PLOTTED_CENTERS], feature_columns, x, y)
     labels = sample[label_column].to_numpy()
-    fig = Figure(figsize=(8, 6.5), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = _figure((8, 6.5))
     n_colors = 10 if k <= 10 else 20
     cmap = matplotlib.colormaps[f"tab{n_colors}"]
     noise = labels < 0
@@ -359,6 +356,83 @@ def plot_png(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def sweep_png(table: pd.DataFrame, chosen: int, *, stable: Optional[tuple[int, int]] = None,
+              selected_by: str = "rule") -> bytes:
+    """The bandwidth sweep's picture (PNG bytes): clusters and largest-cluster share against bandwidth.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`dshift.sweep.summarize`'s table (``bandwidth``, ``n_clusters``,
+        ``largest_cluster_share``), increasing bandwidths.
+    chosen : int
+        Row of the bandwidth the job labelled with, marked by a vertical line.
+    stable : (int, int), optional
+        First and last row of the widest stable range (:func:`dshift.sweep.select_bandwidth`),
+        shaded.
+    selected_by : str
+        How the bandwidth was chosen (``rule`` or ``select``), for the legend.
+
+    Returns
+    -------
+    bytes
+    """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fig, ax = _figure((8, 5))
+    bw = table["bandwidth"].to_numpy()
+    counts = table["n_clusters"].to_numpy()
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.plot(bw, counts, "o-", color="tab:blue", label="clusters", zorder=3)
+    ax.set_xscale("log")
+    if len(bw) <= 12:  # few bandwidths: each one a tick
+        ax.set_xticks(bw)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt(v)))
+    # Cluster counts run from 1 to about one per point: a log axis shows both ends.
+    if counts.max() > 20:
+        ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(plain)
+    if len(bw) <= 24:
+        ax.margins(y=0.12)  # room for the counts above the points
+        for b, k in zip(bw, counts):
+            ax.annotate(f"{k:,}", (b, k), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8,
+                        color="tab:blue")
+    ax.set_xlabel("bandwidth (log scale)")
+    ax.set_ylabel("clusters", color="tab:blue")
+    if stable is not None:
+        ax.axvspan(bw[stable[0]], bw[stable[1]], color="tab:green", alpha=0.12,
+                   label=f"widest stable range: {_fmt(bw[stable[0]])} to {_fmt(bw[stable[1]])}")
+    b, k = bw[chosen], int(counts[chosen])
+    ax.axvline(b, color="tab:green", linewidth=2, alpha=0.8,
+               label=f"chosen ({selected_by}): {_fmt(b)}, {k:,} cluster{'s' if k != 1 else ''}")
+    share = ax.twinx()
+    share.plot(bw, table["largest_cluster_share"], "s--", color="tab:orange", label="largest cluster's share")
+    share.set_ylim(0, 1.05)
+    share.set_ylabel("largest cluster's share of the rows", color="tab:orange")
+    handles, labels = ax.get_legend_handles_labels()
+    more = share.get_legend_handles_labels()
+    fig.legend(handles + more[0], labels + more[1], loc="upper center", ncol=2, fontsize="small",
+               bbox_to_anchor=(0.5, 0.0), frameon=False)
+    ax.set_title(f"Bandwidth sweep: {len(bw)} bandwidths from {_fmt(bw[0])} to {_fmt(bw[-1])}")
+    return _png(fig)
+
+
+def _figure(size: tuple[float, float]):
+    """A matplotlib figure and its axes, drawn off screen (no GUI backend, no pyplot state)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=100)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _png(fig) -> bytes:
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     return buf.getvalue()

@@ -13,24 +13,29 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+import pandas as pd
 
 from dshift import estimate_bandwidth
 from dshift._input import prepare_array
+from dshift.bandwidth import bandwidth_estimator
 from dshift.cluster import connect, persist_policy
 from dshift.config import Config, ModelConfig, load_config
 from dshift.errors import UserError
-from dshift.estimator import FitResult, fit_stages
+from dshift.estimator import FitResult, fit_many
 from dshift.io.dataset import read_errors_as_user_errors
-from dshift.io.inputs import InputSource, open_input, scan_input
+from dshift.io.inputs import InputData, InputSource, open_input, scan_input
 from dshift.io.labels import check_partition_by, label_frame, write_labels
 from dshift.io.outputs import OutputStage, check_paths_disjoint, write_bytes, write_json
 from dshift.pipelines.make_demo_data import exists, make_demo_data
-from dshift.report import Stopwatch, centers_parquet, model_dict, plot_png, report_dict
+from dshift.report import Stopwatch, centers_parquet, model_dict, plot_png, report_dict, sweep_png
+from dshift.sweep import Choice, order_bandwidths, summarize
 
-__all__ = ["run", "open_job_input", "choose_bandwidth", "fit_model", "check_seed_count", "precheck_seeds", "main"]
+__all__ = ["run", "open_job_input", "choose_bandwidth", "fit_model", "fit_models", "sweep_bandwidths", "SweepOutcome",
+           "check_seed_count", "precheck_seeds", "main"]
 
 logger = logging.getLogger("dshift.batch")
 
@@ -87,11 +92,15 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
         with clock.phase("read"):
             data = scan_input(source, nan_policy=cfg.input.nan_policy)
 
-        with clock.phase("bandwidth"):
-            bandwidth, estimated = choose_bandwidth(data.X, cfg.model)
-
-        with read_errors_as_user_errors(cfg.input.path):  # every pass reads the input again
-            fit = fit_model(data.X, bandwidth, cfg.model)
+        if cfg.model.sweep is None:
+            with clock.phase("bandwidth"):
+                bandwidth, estimated = choose_bandwidth(data.X, cfg.model)
+            with read_errors_as_user_errors(cfg.input.path):  # every pass reads the input again
+                fit = fit_model(data.X, bandwidth, cfg.model)
+            sweep = None
+        else:  # every bandwidth fitted in the same passes; the selected one is labelled
+            sweep = sweep_bandwidths(data, cfg.model, clock)
+            fit, estimated = sweep.fit, sweep.estimated
         clock.timings.update(fit.timings)
         centers = fit.cluster_centers
 
@@ -112,6 +121,11 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
                 model = model_dict(centers=centers, bandwidth=fit.bandwidth, feature_columns=data.feature_columns,
                                    params=cfg.model.model_dump(), n_iter=fit.n_iter,
                                    label_column=cfg.output.label_column)
+                if sweep is not None:
+                    write_bytes(output.url_for("sweep.csv"), sweep.table.to_csv(index=False).encode(), so_out)
+                    write_bytes(output.url_for("sweep.png"), sweep_png(
+                        sweep.table, sweep.index, stable=sweep.suggestion.stable,
+                        selected_by="rule" if sweep.select == "auto" else "select"), so_out)
                 write_json(output.url_for("model.json"), model, so_out)
                 if model["cluster_centers_file"]:
                     write_bytes(output.url_for(model["cluster_centers_file"]),
@@ -128,7 +142,7 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
                 bandwidth=fit.bandwidth, bandwidth_estimated=estimated, n_seeds=fit.n_seeds,
                 n_clusters=len(centers), n_iter=fit.n_iter, cluster_sizes=sizes, timings=clock.timings,
                 input_path=cfg.input.path, output_path=cfg.output.path, nan_policy=cfg.input.nan_policy,
-                extra=data.report_fields(),
+                extra={**data.report_fields(), **({"sweep": sweep.report()} if sweep is not None else {})},
             )
             write_json(output.url_for("report.json"), report, so_out)
             output.commit()
@@ -213,16 +227,137 @@ def fit_model(X, bandwidth: float, model: ModelConfig) -> FitResult:
     FitResult
         Its centers stay on the workers too (``centers_at``), for the labelling pass.
     """
+    return fit_models(X, [bandwidth], model)[0]
+
+
+def fit_models(X, bandwidths: Sequence[float], model: ModelConfig) -> list[FitResult]:
+    """One fit per bandwidth, sharing every pass over the data (:func:`dshift.estimator.fit_many`).
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        Float64 features, checked by :func:`dshift.io.inputs.scan_input`.
+    bandwidths : sequence of float
+        Each > 0.
+    model : ModelConfig
+        ``model:`` section; ``max_seeds`` is enforced for every bandwidth before any shifting.
+
+    Returns
+    -------
+    list of FitResult
+        In the order of ``bandwidths``; their centers stay on the workers too (``centers_at``).
+    """
+    pending = iter(bandwidths)  # fit_many reports the seeds of each bandwidth, in order
 
     def guard(n_seeds: int, source: str) -> None:
-        check_seed_count(n_seeds, source, model, bandwidth)
+        check_seed_count(n_seeds, source, model, next(pending))
 
     try:
-        return fit_stages(prepare_array(X), bandwidth=bandwidth, seeds=None, bin_seeding=model.bin_seeding,
-                          min_bin_freq=model.min_bin_freq, cluster_all=model.cluster_all,
-                          max_iter=model.max_iter, n_jobs=None, on_seeds=guard)
+        return fit_many(prepare_array(X), bandwidths=list(bandwidths), seeds=None, bin_seeding=model.bin_seeding,
+                        min_bin_freq=model.min_bin_freq, cluster_all=model.cluster_all,
+                        max_iter=model.max_iter, n_jobs=None, on_seeds=guard)
     except ValueError as exc:  # e.g. no bin reaches min_bin_freq, no point within bandwidth
         raise UserError(f"model: {exc}") from None
+
+
+@dataclass
+class SweepOutcome:
+    """A bandwidth sweep's fits, its table and the bandwidth the job labels with.
+
+    Attributes
+    ----------
+    fits : list of FitResult
+        One per swept bandwidth, increasing.
+    table : pandas.DataFrame
+        :func:`dshift.sweep.summarize`'s table (``sweep.csv``).
+    suggestion : dshift.sweep.Choice
+        The rule's bandwidth and why.
+    index : int
+        Row of the bandwidth labelled: the suggestion, or the one ``select`` names.
+    select : str or float
+        ``model.sweep.select``: ``auto`` or a swept value.
+    estimated : bool
+        Whether the bandwidths were estimated (``model.sweep.quantiles``).
+    """
+
+    fits: list[FitResult]
+    table: pd.DataFrame
+    suggestion: Choice
+    index: int
+    select: Union[str, float]
+    estimated: bool
+
+    @property
+    def fit(self) -> FitResult:
+        """The fit of the bandwidth labelled."""
+        return self.fits[self.index]
+
+    def report(self) -> dict[str, Any]:
+        """``report.json``'s ``sweep`` section: the table, the bandwidth labelled, the rule's suggestion and why."""
+        stable = self.suggestion.stable
+        bandwidths = self.table["bandwidth"].tolist()
+        return {"select": self.select, "chosen": float(self.fit.bandwidth),
+                "suggested": float(self.suggestion.bandwidth), "reason": self.suggestion.reason,
+                "stable_range": None if stable is None else [bandwidths[stable[0]], bandwidths[stable[1]]],
+                "table": self.table.to_dict(orient="records")}
+
+
+def sweep_bandwidths(data: InputData, model: ModelConfig, clock: Stopwatch) -> SweepOutcome:
+    """Fit every bandwidth of ``model.sweep`` in the same passes and pick the one to label with.
+
+    The bandwidths (estimated from one sample for ``quantiles``) are fitted together; one more
+    pass over the data counts every bandwidth's cluster sizes for the table
+    (:func:`dshift.sweep.summarize`); ``select`` names the bandwidth labelled, or ``auto`` takes
+    the rule's suggestion (:func:`dshift.sweep.select_bandwidth`).
+
+    Parameters
+    ----------
+    data : InputData
+        The scanned input.
+    model : ModelConfig
+        ``model:`` section with a ``sweep``.
+    clock : Stopwatch
+        Receives the ``bandwidth`` and ``sweep_sizes`` phases.
+
+    Returns
+    -------
+    SweepOutcome
+    """
+    sweep = model.sweep
+    with clock.phase("bandwidth"):
+        values = _swept_bandwidths(data.X, model)
+    bandwidths, quantiles = order_bandwidths(values, sweep.quantiles)
+    logger.info("sweep: %d bandwidths from %.4g to %.4g, climbing together", len(bandwidths), bandwidths[0],
+                bandwidths[-1])
+    with read_errors_as_user_errors(data.source.url):  # every pass reads the input again
+        fits = fit_models(data.X, bandwidths, model)
+        logger.info("sweep: counting the cluster sizes of all %d bandwidths (one pass)", len(fits))
+        with clock.phase("sweep_sizes"):  # one more pass: the cluster sizes of every bandwidth
+            table, suggestion = summarize(fits, n_points=data.n_rows_fit, quantiles=quantiles)
+    picked = sweep.selected()
+    index = suggestion.index if picked is None else bandwidths.index(values[picked])
+    if picked is not None:
+        logger.info("sweep: labelling with bandwidth %.6g (model.sweep.select)", bandwidths[index])
+    return SweepOutcome(fits, table, suggestion, index, sweep.select, sweep.quantiles is not None)
+
+
+def _swept_bandwidths(X, model: ModelConfig) -> list[float]:
+    """The sweep's bandwidths in the config's order: listed, the range's, or estimated per quantile."""
+    sweep = model.sweep
+    if sweep.quantiles is None:
+        return sweep.values()
+    n_samples = None if model.n_samples is None else min(model.n_samples, int(X.shape[0]))
+    estimate = bandwidth_estimator(X, n_samples=n_samples, random_state=model.random_state)  # one sample for all
+    bandwidths = []
+    for i, q in enumerate(sweep.quantiles):
+        bandwidths.append(float(estimate(q)))
+        if not bandwidths[-1] > 0:
+            raise UserError(f"model.sweep.quantiles[{i}]: the estimate from {n_samples or X.shape[0]} sampled rows "
+                            f"with quantile {q:g} is 0; raise the quantile or sweep model.sweep.bandwidths")
+    logger.info("bandwidth: estimated %s for quantiles %s (%s sampled rows)",
+                ", ".join(f"{b:.6g}" for b in bandwidths), ", ".join(f"{q:g}" for q in sweep.quantiles),
+                f"{n_samples or int(X.shape[0]):,}")
+    return bandwidths
 
 
 def check_seed_count(n_seeds: int, source: str, model: ModelConfig, bandwidth: Optional[float]) -> None:
@@ -250,7 +385,8 @@ def check_seed_count(n_seeds: int, source: str, model: ModelConfig, bandwidth: O
         alone = "every row in a bin of its own" if source == "lone-bins" else "that many grid bins"
         cause = (f"bin seeding with bandwidth {bandwidth:g} gives {alone}: the bandwidth is far below the "
                  "data's spread")
-        fix = "raise model.bandwidth (or set it to null to estimate it)"
+        fix = (f"sweep only bandwidths above {bandwidth:g} in model.sweep" if model.sweep is not None
+               else "raise model.bandwidth (or set it to null to estimate it)")
     raise UserError(f"model.max_seeds: {n_seeds:,} seeds would climb, more than model.max_seeds={model.max_seeds:,} "
                     f"({cause}); {fix}, or raise model.max_seeds")
 
@@ -284,18 +420,26 @@ def precheck_seeds(cfg: Config, source: InputSource) -> str:
             check_seed_count(rows, "points", model, model.bandwidth)
             return f"seeds: {rows:,} (every row)"
         return f"seeds: up to {rows:,} (every row that passes input.filters)"
-    if model.bandwidth is None:
+    if model.sweep is None and model.bandwidth is None or model.sweep is not None and model.sweep.quantiles:
         return "seeds: grid bins, counted when the job reads the data (the bandwidth is estimated then)"
     from dshift.seeding import bin_table
 
     sample = source.features.get_partition(0).head(SEED_SAMPLE_ROWS, compute=True).to_numpy(dtype=np.float64)
     sample = sample[np.isfinite(sample).all(axis=1)]
-    n_bins = len(bin_table(sample, model.bandwidth).counts)
-    if len(sample) > 1 and n_bins == len(sample):
-        check_seed_count(rows, "lone-bins", model, model.bandwidth)
-        return f"seeds: likely every row ({rows:,}): each of {len(sample):,} sampled rows is alone in its bin"
-    check_seed_count(n_bins, "bins", model, model.bandwidth)
-    return f"seeds: at least {n_bins:,} grid bins ({len(sample):,} rows sampled)"
+    notes = []
+    for bandwidth in [model.bandwidth] if model.sweep is None else model.sweep.values():  # every swept one
+        n_bins = len(bin_table(sample, bandwidth).counts)
+        if len(sample) > 1 and n_bins == len(sample):
+            check_seed_count(rows, "lone-bins", model, bandwidth)
+            notes.append(f"likely every row ({rows:,}): every sampled row is alone in its bin")
+        else:
+            check_seed_count(n_bins, "bins", model, bandwidth)
+            notes.append(f"at least {n_bins:,} grid bins")
+    sampled = f"({len(sample):,} rows sampled)"
+    if model.sweep is None:
+        return f"seeds: {notes[0]} {sampled}"
+    return f"seeds per swept bandwidth {sampled}: " + "; ".join(
+        f"{b:.4g}: {n}" for b, n in zip(model.sweep.values(), notes))
 
 
 def _check_plot_columns(cfg: Config, feature_columns: list[str]) -> None:

@@ -252,3 +252,66 @@ def test_messages_echo_short_excerpts(section, values, needle):
     message = err(with_(section, **values))
     assert message.startswith(needle), message
     assert len(message) < 250 and "..." in message, message
+
+
+# --------------------------------------------------------------------------------------------
+# model.sweep
+
+
+def sweep(**values) -> dict:
+    return with_("model", sweep=values)
+
+
+def test_sweep_forms_and_select():
+    cfg = parse_config(sweep(range={"min": 1.0, "max": 16.0, "num": 9}, select=2.8284271247))
+    assert cfg.model.sweep.values() == [2 ** (i / 2) for i in range(9)]
+    assert cfg.model.sweep.values()[0] == 1.0 and cfg.model.sweep.values()[-1] == 16.0
+    assert cfg.model.sweep.selected() == 3  # within 1e-9 of 2 * sqrt(2)
+    listed = parse_config(sweep(bandwidths=[4, 0.5, 2], select=2)).model.sweep
+    assert (listed.values(), listed.selected(), listed.select) == ([4, 0.5, 2], 2, 2.0)
+    quantiles = parse_config(sweep(quantiles=[0.1, 0.3], select=0.3)).model.sweep
+    assert (quantiles.values(), quantiles.selected()) == ([0.1, 0.3], 1)
+    assert parse_config(sweep(bandwidths=[1, 2])).model.sweep.selected() is None  # select: auto
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"bandwidths": []}, "model.sweep.bandwidths: must list at least 2 values, got 0 (for one bandwidth set "
+                         "model.bandwidth)"),
+    ({"bandwidths": [1.0, -1]}, "model.sweep.bandwidths[1]: must be > 0 (got -1)"),
+    ({"bandwidths": [1.0, 0]}, "model.sweep.bandwidths[1]: must be > 0 (got 0)"),
+    ({"bandwidths": [1.0, ".inf"]}, "model.sweep.bandwidths[1]: must be a number, not a string"),
+    ({"bandwidths": [1.0, float("inf")]}, "model.sweep.bandwidths[1]: must be a finite number"),
+    ({"bandwidths": [1.0, 2, 1]}, "model.sweep.bandwidths: lists 1 more than once"),
+    ({"bandwidths": list(range(1, 66))}, "model.sweep.bandwidths: lists 65 values; a sweep takes at most 64"),
+    ({"quantiles": [0.2, 0]}, "model.sweep.quantiles[1]: must be > 0 (got 0)"),
+    ({"quantiles": [0.2, 1.5]}, "model.sweep.quantiles[1]: must be <= 1 (got 1.5)"),
+    ({"range": {"min": 4.0, "max": 1.0, "num": 3}}, "model.sweep.range: min must be < max (got min 4, max 1)"),
+    ({"range": {"min": 0, "max": 1.0, "num": 3}}, "model.sweep.range.min: must be > 0 (got 0)"),
+    ({"range": {"min": 1.0, "max": 2.0, "num": 1}}, "model.sweep.range.num: must be >= 2 (got 1)"),
+    ({"range": {"min": 1.0, "max": 2.0}}, "model.sweep.range.num: required key is missing"),
+    ({"range": {"min": 1.0, "max": 2.0, "nun": 3}}, "unknown key 'model.sweep.range.nun' (did you mean "
+                                                    "'model.sweep.range.num'?)"),
+    ({}, "model.sweep: set exactly one of bandwidths, quantiles and range"),
+    ({"bandwidths": [1, 2], "quantiles": [0.1, 0.2]}, "model.sweep: set exactly one of bandwidths, quantiles and "
+                                                      "range (got bandwidths and quantiles)"),
+    ({"bandwidths": [1, 2], "select": 3}, "model.sweep.select: 3 is not one of the swept bandwidths (1, 2); use one "
+                                          "of them or auto"),
+    ({"range": {"min": 1.0, "max": 16.0, "num": 9}, "select": 2.83},
+     "model.sweep.select: 2.83 is not one of the swept bandwidths (1, 1.414213562, 2, 2.828427125, 4,"),
+    ({"quantiles": [0.1, 0.3], "select": 0.2}, "model.sweep.select: 0.2 is not one of the quantiles (0.1, 0.3)"),
+    ({"bandwidths": [1, 2], "select": "best"}, "model.sweep.select: must be auto or one of the swept values "
+                                               "(got 'best')"),
+    ({"bandwidths": [1, 2], "select": True}, "model.sweep.select: must be auto or one of the swept values (got "
+                                             "true)"),
+    ({"bandwidths": [1, 2], "selekt": 1}, "unknown key 'model.sweep.selekt' (did you mean 'model.sweep.select'?)"),
+])
+def test_sweep_errors(values, message):
+    assert message in err(sweep(**values))
+
+
+def test_sweep_excludes_bandwidth_and_quantile():
+    both = {**MINIMAL, "model": {"bandwidth": 2.0, "sweep": {"bandwidths": [1, 2]}}}
+    assert err(both) == "model: set model.bandwidth or model.sweep, not both"
+    quantile = {**MINIMAL, "model": {"quantile": 0.2, "sweep": {"quantiles": [0.1, 0.2]}}}
+    assert err(quantile).startswith("model: model.quantile does not apply to a sweep")
+    assert "must be a mapping" in err({**MINIMAL, "model": {"sweep": [1, 2]}})
