@@ -2,7 +2,7 @@
 
 Reproduces scikit-learn's ``MeanShift``, ``mean_shift``, ``estimate_bandwidth`` and
 ``get_bin_seeds`` (same signatures, defaults and clusters) on NumPy, pandas, Dask
-arrays and Dask DataFrames.
+arrays and Dask DataFrames; ``deduplicate`` collapses repeated rows into weighted ones.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ _LAZY = {
     "mean_shift": "dshift.estimator",
     "estimate_bandwidth": "dshift.bandwidth",
     "get_bin_seeds": "dshift.seeding",
+    "deduplicate": "dshift.dedup",
 }
 
-__all__ = ["MeanShift", "mean_shift", "estimate_bandwidth", "get_bin_seeds", "__version__"]
+__all__ = ["MeanShift", "mean_shift", "estimate_bandwidth", "get_bin_seeds", "deduplicate", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
