@@ -21,16 +21,18 @@ from dshift import estimate_bandwidth
 from dshift._input import prepare_array
 from dshift.cluster import connect, persist_policy
 from dshift.config import Config, ModelConfig, load_config
+from dshift.dedup import distinct_fraction, distributed_deduplicate
 from dshift.errors import UserError
 from dshift.estimator import FitResult, fit_stages
 from dshift.io.dataset import read_errors_as_user_errors
-from dshift.io.inputs import InputSource, open_input, scan_input
+from dshift.io.inputs import InputData, InputSource, open_input, scan_input
 from dshift.io.labels import check_partition_by, label_frame, write_labels
 from dshift.io.outputs import OutputStage, check_paths_disjoint, write_bytes, write_json
 from dshift.pipelines.make_demo_data import exists, make_demo_data
 from dshift.report import Stopwatch, centers_parquet, model_dict, plot_png, report_dict
 
-__all__ = ["run", "open_job_input", "choose_bandwidth", "fit_model", "check_seed_count", "precheck_seeds", "main"]
+__all__ = ["run", "open_job_input", "choose_bandwidth", "deduplicate_rows", "fit_model", "check_seed_count",
+           "precheck_seeds", "main"]
 
 logger = logging.getLogger("dshift.batch")
 
@@ -85,13 +87,16 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
             source = open_job_input(cfg)
 
         with clock.phase("read"):
-            data = scan_input(source, nan_policy=cfg.input.nan_policy)
+            data = scan_input(source, nan_policy=cfg.input.nan_policy,
+                              sample_rows=DEDUP_SAMPLE_ROWS if cfg.model.deduplicate == "auto" else 0)
 
         with clock.phase("bandwidth"):
-            bandwidth, estimated = choose_bandwidth(data.X, cfg.model)
+            bandwidth, estimated = choose_bandwidth(data.X, cfg.model, data.weights)
 
         with read_errors_as_user_errors(cfg.input.path):  # every pass reads the input again
-            fit = fit_model(data.X, bandwidth, cfg.model)
+            with clock.phase("deduplicate"):
+                X, weights, dedup = deduplicate_rows(data, cfg.model)
+            fit = fit_model(X, bandwidth, cfg.model, weights)
         clock.timings.update(fit.timings)
         centers = fit.cluster_centers
 
@@ -128,7 +133,7 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
                 bandwidth=fit.bandwidth, bandwidth_estimated=estimated, n_seeds=fit.n_seeds,
                 n_clusters=len(centers), n_iter=fit.n_iter, cluster_sizes=sizes, timings=clock.timings,
                 input_path=cfg.input.path, output_path=cfg.output.path, nan_policy=cfg.input.nan_policy,
-                extra=data.report_fields(),
+                extra={**data.report_fields(), **dedup},
             )
             write_json(output.url_for("report.json"), report, so_out)
             output.commit()
@@ -154,13 +159,14 @@ def open_job_input(cfg: Config) -> InputSource:
     InputSource
     """
     source = open_input(cfg.input.path, storage_options=cfg.input.storage_options, columns=cfg.input.columns,
-                        label_column=cfg.output.label_column, filters=cfg.input.filters)
+                        label_column=cfg.output.label_column, filters=cfg.input.filters,
+                        weight_column=cfg.input.weight_column)
     _check_plot_columns(cfg, source.feature_columns)
     check_partition_by(source.data, cfg.output.partition_by, cfg.output.label_column)
     return source
 
 
-def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
+def choose_bandwidth(X, model: ModelConfig, weights=None) -> tuple[float, bool]:
     """The configured bandwidth, or an estimate from a reproducible sample.
 
     Parameters
@@ -169,6 +175,8 @@ def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
         Features.
     model : ModelConfig
         ``model:`` section.
+    weights : dask.array.Array, optional
+        Row weights: the estimate is weighted (see :func:`dshift.estimate_bandwidth`).
 
     Returns
     -------
@@ -185,7 +193,7 @@ def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
         return float(model.bandwidth), False
     n_samples = None if model.n_samples is None else min(model.n_samples, int(X.shape[0]))
     bandwidth = float(estimate_bandwidth(X, quantile=model.quantile, n_samples=n_samples,
-                                         random_state=model.random_state))
+                                         random_state=model.random_state, sample_weight=weights))
     if not bandwidth > 0:
         raise UserError(
             f"model.bandwidth: the estimate from {n_samples or X.shape[0]} sampled rows with quantile "
@@ -196,7 +204,7 @@ def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
     return bandwidth, True
 
 
-def fit_model(X, bandwidth: float, model: ModelConfig) -> FitResult:
+def fit_model(X, bandwidth: float, model: ModelConfig, weights=None) -> FitResult:
     """Fit mean shift on the cluster (dshift's stages); engine data errors become UserError.
 
     Parameters
@@ -207,6 +215,8 @@ def fit_model(X, bandwidth: float, model: ModelConfig) -> FitResult:
         > 0.
     model : ModelConfig
         ``model:`` section; ``max_seeds`` is enforced before any shifting.
+    weights : dask.array.Array, optional
+        Checked row weights, one per row of ``X``.
 
     Returns
     -------
@@ -218,11 +228,60 @@ def fit_model(X, bandwidth: float, model: ModelConfig) -> FitResult:
         check_seed_count(n_seeds, source, model, bandwidth)
 
     try:
-        return fit_stages(prepare_array(X), bandwidth=bandwidth, seeds=None, bin_seeding=model.bin_seeding,
+        return fit_stages(prepare_array(X, weights), bandwidth=bandwidth, seeds=None, bin_seeding=model.bin_seeding,
                           min_bin_freq=model.min_bin_freq, cluster_all=model.cluster_all,
                           max_iter=model.max_iter, n_jobs=None, on_seeds=guard)
     except ValueError as exc:  # e.g. no bin reaches min_bin_freq, no point within bandwidth
         raise UserError(f"model: {exc}") from None
+
+
+DEDUP_SAMPLE_ROWS = 100_000
+"""Rows sampled by value (in the read pass) for ``model.deduplicate: auto``."""
+
+DEDUP_MAX_DISTINCT = 0.5
+"""``model.deduplicate: auto`` collapses identical rows when at most this share of the sampled
+rows is distinct: the fit then handles at most half the rows (and seeds, without bin
+seeding) for the price of about one pass over the data."""
+
+
+def deduplicate_rows(data: InputData, model: ModelConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """The rows the fit runs on: the input's, or its distinct rows with their summed weights.
+
+    ``model.deduplicate``: ``true`` or ``false``, or ``auto``: collapse when at most
+    :data:`DEDUP_MAX_DISTINCT` of the rows sampled by value in the read pass are distinct. The
+    distinct rows keep the order of their first occurrence with bin seeding, else of their
+    last, so that the fit equals the fit of every row (:mod:`dshift.dedup`).
+
+    Parameters
+    ----------
+    data : InputData
+        The scanned input (``scan.sample`` taken for ``auto``).
+    model : ModelConfig
+
+    Returns
+    -------
+    X, weights : dask.array.Array (weights may be None)
+    fields : dict
+        For report.json: ``deduplication`` (setting, whether it ran, the sample) and
+        ``n_rows_distinct`` (None when it did not run).
+    """
+    setting, run = model.deduplicate, model.deduplicate is True
+    decision: dict[str, Any] = {"setting": setting}
+    if setting == "auto":
+        sample = data.scan.sample
+        fraction = distinct_fraction(sample)
+        run = fraction <= DEDUP_MAX_DISTINCT
+        decision.update(sample_rows=len(sample), sample_distinct_fraction=round(fraction, 6))
+        logger.info("deduplicate: auto: %.1f%% of %s rows sampled by value are distinct (%s %g%%): %s",
+                    100 * fraction, f"{len(sample):,}", "<=" if run else ">", 100 * DEDUP_MAX_DISTINCT,
+                    "collapsing identical rows" if run else "fitting every row")
+    decision["ran"] = run
+    if not run:
+        return data.X, data.weights, {"deduplication": decision, "n_rows_distinct": None}
+    X, weights = distributed_deduplicate(data.X, data.weights, "first" if model.bin_seeding else "last")
+    logger.info("deduplicate: %s rows -> %s distinct rows (%.1f%%)", f"{data.n_rows_fit:,}", f"{X.shape[0]:,}",
+                100 * X.shape[0] / data.n_rows_fit)
+    return X, weights, {"deduplication": decision, "n_rows_distinct": int(X.shape[0])}
 
 
 def check_seed_count(n_seeds: int, source: str, model: ModelConfig, bandwidth: Optional[float]) -> None:
@@ -280,15 +339,18 @@ def precheck_seeds(cfg: Config, source: InputSource) -> str:
     """
     model, rows = cfg.model, source.n_rows_input
     if not model.bin_seeding:
-        if source.filters is None:
+        if source.filters is None and source.weight_column is None and model.deduplicate is not True:
             check_seed_count(rows, "points", model, model.bandwidth)
             return f"seeds: {rows:,} (every row)"
-        return f"seeds: up to {rows:,} (every row that passes input.filters)"
+        return (f"seeds: up to {rows:,} (every row that passes input.filters, has a weight > 0 and, with "
+                "model.deduplicate, is distinct)")
     if model.bandwidth is None:
         return "seeds: grid bins, counted when the job reads the data (the bandwidth is estimated then)"
     from dshift.seeding import bin_table
 
     sample = source.features.get_partition(0).head(SEED_SAMPLE_ROWS, compute=True).to_numpy(dtype=np.float64)
+    if source.weight_column is not None:  # the last column: rows of weight 0 are in no bin
+        sample = sample[sample[:, -1] > 0, :-1]
     sample = sample[np.isfinite(sample).all(axis=1)]
     n_bins = len(bin_table(sample, model.bandwidth).counts)
     if len(sample) > 1 and n_bins == len(sample):
