@@ -55,7 +55,12 @@ def _slot(bits: np.ndarray, mask: int) -> int:
     h = np.uint64(1469598103934665603)
     for j in range(bits.shape[0]):
         h = (h ^ np.uint64(bits[j])) * np.uint64(1099511628211)
-    h ^= h >> np.uint64(29)
+    # Multiplying carries bits only upwards, and integral floats (bins, pixel values) differ
+    # in their high bits only: without a full avalanche (MurmurHash3's finaliser) the low bits
+    # that pick the slot barely vary, and probing turns quadratic.
+    h = (h ^ (h >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
+    h = (h ^ (h >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
     return np.int64(h & np.uint64(mask))
 
 
