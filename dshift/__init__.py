@@ -2,7 +2,8 @@
 
 Reproduces scikit-learn's ``MeanShift``, ``mean_shift``, ``estimate_bandwidth`` and
 ``get_bin_seeds`` (same signatures, defaults and clusters) on NumPy, pandas, Dask
-arrays and Dask DataFrames; ``bandwidth_sweep`` fits many bandwidths in one job and suggests one.
+arrays and Dask DataFrames; ``bandwidth_sweep`` fits many bandwidths in one job and suggests one;
+``deduplicate`` collapses repeated rows into weighted ones.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ _LAZY = {
     "estimate_bandwidth": "dshift.bandwidth",
     "get_bin_seeds": "dshift.seeding",
     "bandwidth_sweep": "dshift.sweep",
+    "deduplicate": "dshift.dedup",
 }
 
-__all__ = ["MeanShift", "mean_shift", "estimate_bandwidth", "get_bin_seeds", "bandwidth_sweep", "__version__"]
+__all__ = ["MeanShift", "mean_shift", "estimate_bandwidth", "get_bin_seeds", "bandwidth_sweep", "deduplicate",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -79,6 +79,12 @@ def _check_nonempty(value: str, what: str = "must not be empty") -> str:
     return value
 
 
+def _check_auto_or_bool(value: Any) -> Union[str, bool]:
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ValueError(f"must be auto, true or false (got {_show(value)})")
+
+
 def _check_column_list(value: Optional[list[str]], when_null: str) -> Optional[list[str]]:
     if value is None:
         return value
@@ -99,8 +105,15 @@ class InputConfig(_Strict):
     nan_policy: Literal["error", "drop"] = "error"
     # [[column, op, value], ...] (AND) or a list of such lists (OR), as Dask/pyarrow take them.
     filters: Optional[list[Any]] = None
+    # A numeric column of row weights (a row of weight w counts as w rows); never a feature.
+    weight_column: Optional[str] = None
 
     _path_nonempty = field_validator("path")(_check_nonempty)
+
+    @field_validator("weight_column")
+    @classmethod
+    def _weight_column_ok(cls, value: Optional[str]) -> Optional[str]:
+        return value if value is None else _check_nonempty(value)
 
     @field_validator("columns")
     @classmethod
@@ -237,8 +250,13 @@ class ModelConfig(_Strict):
     # million-row data set) take a couple of minutes on 2 cores; far more usually means
     # bin_seeding: false on big data or a bandwidth far too small.
     max_seeds: int = Field(1_000_000, ge=1)
+    # Collapse identical feature rows into one weighted row before the fit (same results):
+    # auto decides from a sample of the rows, true / false force it.
+    deduplicate: Any = "auto"
     # Several bandwidths in one job (sweep.csv, sweep.png), the selected one labelled.
     sweep: Optional[SweepConfig] = None
+
+    _deduplicate_ok = field_validator("deduplicate")(_check_auto_or_bool)
 
     @model_validator(mode="after")
     def _sweep_or_bandwidth(self) -> "ModelConfig":
@@ -308,12 +326,7 @@ class ClusterConfig(_Strict):
             return value
         raise ValueError(f"must be 'auto', a size like '4GiB', a number of bytes or null (got {_show(value)})")
 
-    @field_validator("persist")
-    @classmethod
-    def _persist_ok(cls, value: Any) -> Union[str, bool]:
-        if value == "auto" or isinstance(value, bool):
-            return value
-        raise ValueError(f"must be auto, true or false (got {_show(value)})")
+    _persist_ok = field_validator("persist")(_check_auto_or_bool)
 
     @field_validator("dashboard")
     @classmethod

@@ -24,6 +24,7 @@ from dshift._input import prepare_array
 from dshift.bandwidth import bandwidth_estimator
 from dshift.cluster import connect, persist_policy
 from dshift.config import Config, ModelConfig, load_config
+from dshift.dedup import distinct_fraction, distributed_deduplicate
 from dshift.errors import UserError
 from dshift.estimator import FitResult, fit_many
 from dshift.io.dataset import read_errors_as_user_errors
@@ -34,8 +35,8 @@ from dshift.pipelines.make_demo_data import exists, make_demo_data
 from dshift.report import Stopwatch, centers_parquet, model_dict, plot_png, report_dict, sweep_png
 from dshift.sweep import Choice, order_bandwidths, summarize
 
-__all__ = ["run", "open_job_input", "choose_bandwidth", "fit_model", "fit_models", "sweep_bandwidths", "SweepOutcome",
-           "check_seed_count", "precheck_seeds", "main"]
+__all__ = ["run", "open_job_input", "choose_bandwidth", "deduplicate_rows", "fit_model", "fit_models",
+           "sweep_bandwidths", "SweepOutcome", "check_seed_count", "precheck_seeds", "main"]
 
 logger = logging.getLogger("dshift.batch")
 
@@ -90,17 +91,20 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
             source = open_job_input(cfg)
 
         with clock.phase("read"):
-            data = scan_input(source, nan_policy=cfg.input.nan_policy)
+            data = scan_input(source, nan_policy=cfg.input.nan_policy,
+                              sample_rows=DEDUP_SAMPLE_ROWS if cfg.model.deduplicate == "auto" else 0)
 
         if cfg.model.sweep is None:
             with clock.phase("bandwidth"):
-                bandwidth, estimated = choose_bandwidth(data.X, cfg.model)
-            with read_errors_as_user_errors(cfg.input.path):  # every pass reads the input again
-                fit = fit_model(data.X, bandwidth, cfg.model)
-            sweep = None
-        else:  # every bandwidth fitted in the same passes; the selected one is labelled
-            sweep = sweep_bandwidths(data, cfg.model, clock)
-            fit, estimated = sweep.fit, sweep.estimated
+                bandwidth, estimated = choose_bandwidth(data.X, cfg.model, data.weights)
+        with read_errors_as_user_errors(cfg.input.path):  # every pass reads the input again
+            with clock.phase("deduplicate"):
+                X, weights, dedup = deduplicate_rows(data, cfg.model)
+            if cfg.model.sweep is None:
+                fit, sweep = fit_model(X, bandwidth, cfg.model, weights), None
+            else:  # every bandwidth fitted in the same passes; the selected one is labelled
+                sweep = sweep_bandwidths(data, X, weights, cfg.model, clock)
+                fit, estimated = sweep.fit, sweep.estimated
         clock.timings.update(fit.timings)
         centers = fit.cluster_centers
 
@@ -142,7 +146,7 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
                 bandwidth=fit.bandwidth, bandwidth_estimated=estimated, n_seeds=fit.n_seeds,
                 n_clusters=len(centers), n_iter=fit.n_iter, cluster_sizes=sizes, timings=clock.timings,
                 input_path=cfg.input.path, output_path=cfg.output.path, nan_policy=cfg.input.nan_policy,
-                extra={**data.report_fields(), **({"sweep": sweep.report()} if sweep is not None else {})},
+                extra={**data.report_fields(), **dedup, **({"sweep": sweep.report()} if sweep is not None else {})},
             )
             write_json(output.url_for("report.json"), report, so_out)
             output.commit()
@@ -168,13 +172,14 @@ def open_job_input(cfg: Config) -> InputSource:
     InputSource
     """
     source = open_input(cfg.input.path, storage_options=cfg.input.storage_options, columns=cfg.input.columns,
-                        label_column=cfg.output.label_column, filters=cfg.input.filters)
+                        label_column=cfg.output.label_column, filters=cfg.input.filters,
+                        weight_column=cfg.input.weight_column)
     _check_plot_columns(cfg, source.feature_columns)
     check_partition_by(source.data, cfg.output.partition_by, cfg.output.label_column)
     return source
 
 
-def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
+def choose_bandwidth(X, model: ModelConfig, weights=None) -> tuple[float, bool]:
     """The configured bandwidth, or an estimate from a reproducible sample.
 
     Parameters
@@ -183,6 +188,8 @@ def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
         Features.
     model : ModelConfig
         ``model:`` section.
+    weights : dask.array.Array, optional
+        Row weights: the estimate is weighted (see :func:`dshift.estimate_bandwidth`).
 
     Returns
     -------
@@ -199,7 +206,7 @@ def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
         return float(model.bandwidth), False
     n_samples = None if model.n_samples is None else min(model.n_samples, int(X.shape[0]))
     bandwidth = float(estimate_bandwidth(X, quantile=model.quantile, n_samples=n_samples,
-                                         random_state=model.random_state))
+                                         random_state=model.random_state, sample_weight=weights))
     if not bandwidth > 0:
         raise UserError(
             f"model.bandwidth: the estimate from {n_samples or X.shape[0]} sampled rows with quantile "
@@ -210,7 +217,7 @@ def choose_bandwidth(X, model: ModelConfig) -> tuple[float, bool]:
     return bandwidth, True
 
 
-def fit_model(X, bandwidth: float, model: ModelConfig) -> FitResult:
+def fit_model(X, bandwidth: float, model: ModelConfig, weights=None) -> FitResult:
     """Fit mean shift on the cluster (dshift's stages); engine data errors become UserError.
 
     Parameters
@@ -221,16 +228,18 @@ def fit_model(X, bandwidth: float, model: ModelConfig) -> FitResult:
         > 0.
     model : ModelConfig
         ``model:`` section; ``max_seeds`` is enforced before any shifting.
+    weights : dask.array.Array, optional
+        Checked row weights, one per row of ``X``.
 
     Returns
     -------
     FitResult
         Its centers stay on the workers too (``centers_at``), for the labelling pass.
     """
-    return fit_models(X, [bandwidth], model)[0]
+    return fit_models(X, [bandwidth], model, weights)[0]
 
 
-def fit_models(X, bandwidths: Sequence[float], model: ModelConfig) -> list[FitResult]:
+def fit_models(X, bandwidths: Sequence[float], model: ModelConfig, weights=None) -> list[FitResult]:
     """One fit per bandwidth, sharing every pass over the data (:func:`dshift.estimator.fit_many`).
 
     Parameters
@@ -253,7 +262,7 @@ def fit_models(X, bandwidths: Sequence[float], model: ModelConfig) -> list[FitRe
         check_seed_count(n_seeds, source, model, next(pending))
 
     try:
-        return fit_many(prepare_array(X), bandwidths=list(bandwidths), seeds=None, bin_seeding=model.bin_seeding,
+        return fit_many(prepare_array(X, weights), bandwidths=list(bandwidths), seeds=None, bin_seeding=model.bin_seeding,
                         min_bin_freq=model.min_bin_freq, cluster_all=model.cluster_all,
                         max_iter=model.max_iter, n_jobs=None, on_seeds=guard)
     except ValueError as exc:  # e.g. no bin reaches min_bin_freq, no point within bandwidth
@@ -302,7 +311,7 @@ class SweepOutcome:
                 "table": self.table.to_dict(orient="records")}
 
 
-def sweep_bandwidths(data: InputData, model: ModelConfig, clock: Stopwatch) -> SweepOutcome:
+def sweep_bandwidths(data: InputData, X, weights, model: ModelConfig, clock: Stopwatch) -> SweepOutcome:
     """Fit every bandwidth of ``model.sweep`` in the same passes and pick the one to label with.
 
     The bandwidths (estimated from one sample for ``quantiles``) are fitted together; one more
@@ -313,7 +322,10 @@ def sweep_bandwidths(data: InputData, model: ModelConfig, clock: Stopwatch) -> S
     Parameters
     ----------
     data : InputData
-        The scanned input.
+        The scanned input: bandwidths estimated for ``quantiles`` come from its rows.
+    X, weights : dask.array.Array
+        The rows fitted and their weights (None: all 1): the input's, or its distinct rows
+        and their counts (:func:`deduplicate_rows`); the table's shares are shares of the weight.
     model : ModelConfig
         ``model:`` section with a ``sweep``.
     clock : Stopwatch
@@ -325,15 +337,15 @@ def sweep_bandwidths(data: InputData, model: ModelConfig, clock: Stopwatch) -> S
     """
     sweep = model.sweep
     with clock.phase("bandwidth"):
-        values = _swept_bandwidths(data.X, model)
+        values = _swept_bandwidths(data.X, model, data.weights)
     bandwidths, quantiles = order_bandwidths(values, sweep.quantiles)
     logger.info("sweep: %d bandwidths from %.4g to %.4g, climbing together", len(bandwidths), bandwidths[0],
                 bandwidths[-1])
-    with read_errors_as_user_errors(data.source.url):  # every pass reads the input again
-        fits = fit_models(data.X, bandwidths, model)
-        logger.info("sweep: counting the cluster sizes of all %d bandwidths (one pass)", len(fits))
-        with clock.phase("sweep_sizes"):  # one more pass: the cluster sizes of every bandwidth
-            table, suggestion = summarize(fits, n_points=data.n_rows_fit, quantiles=quantiles)
+    fits = fit_models(X, bandwidths, model, weights)
+    logger.info("sweep: counting the cluster sizes of all %d bandwidths (one pass)", len(fits))
+    with clock.phase("sweep_sizes"):  # one more pass: the cluster sizes of every bandwidth
+        n_points = data.n_rows_fit if X is data.X else int(X.shape[0])  # distinct rows after deduplication
+        table, suggestion = summarize(fits, n_points=n_points, weights=weights, quantiles=quantiles)
     picked = sweep.selected()
     index = suggestion.index if picked is None else bandwidths.index(values[picked])
     if picked is not None:
@@ -341,13 +353,14 @@ def sweep_bandwidths(data: InputData, model: ModelConfig, clock: Stopwatch) -> S
     return SweepOutcome(fits, table, suggestion, index, sweep.select, sweep.quantiles is not None)
 
 
-def _swept_bandwidths(X, model: ModelConfig) -> list[float]:
+def _swept_bandwidths(X, model: ModelConfig, weights=None) -> list[float]:
     """The sweep's bandwidths in the config's order: listed, the range's, or estimated per quantile."""
     sweep = model.sweep
     if sweep.quantiles is None:
         return sweep.values()
     n_samples = None if model.n_samples is None else min(model.n_samples, int(X.shape[0]))
-    estimate = bandwidth_estimator(X, n_samples=n_samples, random_state=model.random_state)  # one sample for all
+    estimate = bandwidth_estimator(X, n_samples=n_samples, random_state=model.random_state,  # one sample for all
+                                   sample_weight=weights)
     bandwidths = []
     for i, q in enumerate(sweep.quantiles):
         bandwidths.append(float(estimate(q)))
@@ -358,6 +371,57 @@ def _swept_bandwidths(X, model: ModelConfig) -> list[float]:
                 ", ".join(f"{b:.6g}" for b in bandwidths), ", ".join(f"{q:g}" for q in sweep.quantiles),
                 f"{n_samples or int(X.shape[0]):,}")
     return bandwidths
+
+
+
+DEDUP_SAMPLE_ROWS = 100_000
+"""Rows sampled by value (in the read pass) for ``model.deduplicate: auto``."""
+
+DEDUP_MAX_DISTINCT = 0.5
+"""``model.deduplicate: auto`` collapses identical rows when at most this share of the sampled
+rows is distinct: the fit then handles at most half the rows (and seeds, without bin
+seeding) for the price of about one pass over the data."""
+
+
+def deduplicate_rows(data: InputData, model: ModelConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """The rows the fit runs on: the input's, or its distinct rows with their summed weights.
+
+    ``model.deduplicate``: ``true`` or ``false``, or ``auto``: collapse when at most
+    :data:`DEDUP_MAX_DISTINCT` of the rows sampled by value in the read pass are distinct. The
+    distinct rows keep the order of their first occurrence with bin seeding, else of their
+    last, so that the fit equals the fit of every row (:mod:`dshift.dedup`).
+
+    Parameters
+    ----------
+    data : InputData
+        The scanned input (``scan.sample`` taken for ``auto``).
+    model : ModelConfig
+
+    Returns
+    -------
+    X, weights : dask.array.Array (weights may be None)
+    fields : dict
+        For report.json: ``deduplication`` (setting, whether it ran, the sample) and
+        ``n_rows_distinct`` (None when it did not run).
+    """
+    setting, run = model.deduplicate, model.deduplicate is True
+    decision: dict[str, Any] = {"setting": setting}
+    if setting == "auto":
+        sample = data.scan.sample
+        fraction = distinct_fraction(sample)
+        run = fraction <= DEDUP_MAX_DISTINCT
+        decision.update(sample_rows=len(sample), sample_distinct_fraction=round(fraction, 6))
+        logger.info("deduplicate: auto: %.1f%% of %s rows sampled by value are distinct (%s %g%%): %s",
+                    100 * fraction, f"{len(sample):,}", "<=" if run else ">", 100 * DEDUP_MAX_DISTINCT,
+                    "collapsing identical rows" if run else "fitting every row")
+    decision["ran"] = run
+    if not run:
+        return data.X, data.weights, {"deduplication": decision, "n_rows_distinct": None}
+    X, weights = distributed_deduplicate(data.X, data.weights, "first" if model.bin_seeding else "last")
+    logger.info("deduplicate: %s rows -> %s distinct rows (%.1f%%)", f"{data.n_rows_fit:,}", f"{X.shape[0]:,}",
+                100 * X.shape[0] / data.n_rows_fit)
+    return X, weights, {"deduplication": decision, "n_rows_distinct": int(X.shape[0])}
+
 
 
 def check_seed_count(n_seeds: int, source: str, model: ModelConfig, bandwidth: Optional[float]) -> None:
@@ -416,15 +480,18 @@ def precheck_seeds(cfg: Config, source: InputSource) -> str:
     """
     model, rows = cfg.model, source.n_rows_input
     if not model.bin_seeding:
-        if source.filters is None:
+        if source.filters is None and source.weight_column is None and model.deduplicate is not True:
             check_seed_count(rows, "points", model, model.bandwidth)
             return f"seeds: {rows:,} (every row)"
-        return f"seeds: up to {rows:,} (every row that passes input.filters)"
+        return (f"seeds: up to {rows:,} (every row that passes input.filters, has a weight > 0 and, with "
+                "model.deduplicate, is distinct)")
     if model.sweep is None and model.bandwidth is None or model.sweep is not None and model.sweep.quantiles:
         return "seeds: grid bins, counted when the job reads the data (the bandwidth is estimated then)"
     from dshift.seeding import bin_table
 
     sample = source.features.get_partition(0).head(SEED_SAMPLE_ROWS, compute=True).to_numpy(dtype=np.float64)
+    if source.weight_column is not None:  # the last column: rows of weight 0 are in no bin
+        sample = sample[sample[:, -1] > 0, :-1]
     sample = sample[np.isfinite(sample).all(axis=1)]
     notes = []
     for bandwidth in [model.bandwidth] if model.sweep is None else model.sweep.values():  # every swept one

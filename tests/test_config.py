@@ -49,6 +49,15 @@ def test_urls_are_kept(monkeypatch):
     assert cfg.input.path == "s3://b/in" and cfg.output.path == "s3://b/out"
 
 
+def test_weight_column_and_deduplicate():
+    cfg = parse_config(MINIMAL)
+    assert cfg.input.weight_column is None and cfg.model.deduplicate == "auto"
+    cfg = parse_config({**with_("input", weight_column="count"), "model": {"deduplicate": True}})
+    assert cfg.input.weight_column == "count" and cfg.model.deduplicate is True
+    assert "input.weight_column: must not be empty" in err(with_("input", weight_column=" "))
+    assert "model.deduplicate: must be auto, true or false (got 'yes')" in err(with_("model", deduplicate="yes"))
+
+
 def test_int_accepted_for_float_but_no_coercion_from_strings():
     assert parse_config(with_("model", bandwidth=2)).model.bandwidth == 2.0
     assert "must be a number" in err(with_("model", bandwidth="2"))

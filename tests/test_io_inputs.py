@@ -50,3 +50,44 @@ def test_filter_errors_name_the_term(hive_lake):
         open_input(str(d), filters=[["month", "=>", 3]], keys={"filters": "--filters"})
     with pytest.raises(UserError, match="input.filters: no row of the .* rows read matches the filters"):
         scan_input(open_input(str(d), filters=[["city", "==", "sf"], ["a", ">", 1000.0]]))
+
+
+def test_weight_column_is_no_feature_and_drops_with_its_rows(tmp_path):
+    frame = make_frame(n=300)
+    frame["count"] = np.arange(300) % 4
+    frame.loc[[0, 150], "a"] = np.nan
+    write_parquet_files(frame, tmp_path / "in", n_files=3)
+    for columns in (None, FEATURES + ["count"]):  # neither the default nor a listed weight column is a feature
+        source = open_input(str(tmp_path / "in"), columns=columns, weight_column="count")
+        assert source.feature_columns == FEATURES
+    data = scan_input(source, nan_policy="drop")
+    kept = frame.drop(index=[0, 150])
+    np.testing.assert_array_equal(data.X.compute(), kept[FEATURES].to_numpy())
+    np.testing.assert_array_equal(data.weights.compute(), kept["count"].to_numpy(float))
+    assert data.X.chunks[0] == data.weights.chunks[0]
+    fields = data.report_fields()
+    assert (fields["weight_column"], fields["weight_total"]) == ("count", kept["count"].sum())
+    assert fields["n_rows_zero_weight"] == (kept["count"] == 0).sum()
+
+
+def test_weight_column_errors(tmp_path):
+    frame = make_frame(n=300)
+    frame["count"] = 1.0
+    frame.loc[[3, 7, 200], "count"] = [-1.0, np.nan, np.inf]
+    frame.loc[[10], "a"] = np.nan  # out of the fit with nan_policy: drop, so not counted
+    frame.loc[[10], "count"] = np.nan
+    write_parquet_files(frame, tmp_path / "in", n_files=3)
+    source = open_input(str(tmp_path / "in"), columns=FEATURES, weight_column="count")
+    with pytest.raises(UserError, match=r"^input.weight_column: 3 of 299 rows have a negative, NaN or infinite "
+                                        r"weight in 'count'$"):
+        scan_input(source, nan_policy="drop")
+    with pytest.raises(UserError, match="input.weight_column: column 'cnt' not in the input"):
+        open_input(str(tmp_path / "in"), weight_column="cnt")
+    with pytest.raises(UserError, match="input.weight_column: 'note' must be numeric"):
+        open_input(str(tmp_path / "in"), weight_column="note")
+    with pytest.raises(UserError, match="input.columns: lists only the weight column 'count'"):
+        open_input(str(tmp_path / "in"), columns=["count"], weight_column="count")
+    frame["count"] = 0
+    write_parquet_files(frame, tmp_path / "zero", n_files=1)
+    with pytest.raises(UserError, match="every weight in 'count' is 0"):
+        scan_input(open_input(str(tmp_path / "zero"), columns=FEATURES, weight_column="count"), nan_policy="drop")

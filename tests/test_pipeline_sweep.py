@@ -89,7 +89,7 @@ def test_select_and_quantiles(blobs, tmp_path, threaded_dask):
         "bandwidth": ..., "n_samples": 500, "sweep": {"quantiles": [0.3, 0.05, 0.15], "select": 0.05}}))
     data = scan_input(open_job_input(cfg))
     clock = Stopwatch()
-    sweep = sweep_bandwidths(data, cfg.model, clock)
+    sweep = sweep_bandwidths(data, data.X, data.weights, cfg.model, clock)
     expected = [float(dshift.estimate_bandwidth(data.X, quantile=q, n_samples=500)) for q in (0.05, 0.15, 0.3)]
     assert sweep.table["bandwidth"].tolist() == expected and sweep.table["quantile"].tolist() == [0.05, 0.15, 0.3]
     assert (sweep.index, sweep.fit.bandwidth, sweep.estimated) == (0, expected[0], True)

@@ -6,9 +6,11 @@ NaN/inf counts) and the conversion to float64 run partition by partition on the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
@@ -18,6 +20,7 @@ from dshift.errors import UserError
 from dshift.io.dataset import read_errors_as_user_errors
 
 __all__ = [
+    "is_feature_dtype",
     "select_feature_columns",
     "as_float64",
     "ScanResult",
@@ -27,7 +30,8 @@ __all__ = [
 ]
 
 
-def _is_feature_dtype(dtype: Any) -> bool:
+def is_feature_dtype(dtype: Any) -> bool:
+    """Whether a column of this dtype can be a feature (numeric, not boolean)."""
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
@@ -67,7 +71,7 @@ def select_feature_columns(
             f"output.label_column: the input already has a column {label_column!r}; choose another label_column"
         )
     if columns is None:
-        chosen = [c for c in available if _is_feature_dtype(dtypes[c])]
+        chosen = [c for c in available if is_feature_dtype(dtypes[c])]
         if not chosen:
             raise UserError(f"{what}: the input has no numeric columns (columns: {', '.join(available)})")
         return chosen
@@ -77,7 +81,7 @@ def select_feature_columns(
             f"{what}: column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} not in the input "
             f"(available: {', '.join(available)})"
         )
-    wrong = [f"{c!r} ({dtypes[c]})" for c in columns if not _is_feature_dtype(dtypes[c])]
+    wrong = [f"{c!r} ({dtypes[c]})" for c in columns if not is_feature_dtype(dtypes[c])]
     if wrong:
         raise UserError(f"{what}: feature columns must be numeric; not numeric: {', '.join(wrong)}")
     return list(columns)
@@ -92,15 +96,39 @@ def as_float64(df: pd.DataFrame) -> np.ndarray:
     return df.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _scan_partition(df: pd.DataFrame) -> pd.DataFrame:
-    finite = np.isfinite(as_float64(df)).all(axis=1)
-    return pd.DataFrame({"rows": [len(df)], "nonfinite": [int(len(df) - finite.sum())]})
+def _split(df: pd.DataFrame, n_features: int) -> tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
+    """Features, weights (the column after them, if any) and which rows have finite features."""
+    values = as_float64(df)
+    X = values[:, :n_features]
+    w = values[:, n_features] if values.shape[1] > n_features else None
+    return X, w, np.isfinite(X).all(axis=1)
 
 
-def _finite_rows(df: pd.DataFrame) -> pd.DataFrame:
-    X = as_float64(df)
-    keep = np.isfinite(X).all(axis=1)
-    return pd.DataFrame(X[keep], columns=df.columns)
+def _scan_partition(df: pd.DataFrame, n_features: int) -> pd.DataFrame:
+    _, w, finite = _split(df, n_features)
+    stats = {"rows": [len(df)], "nonfinite": [int(len(df) - finite.sum())], "bad_weight": [0], "zero_weight": [0],
+             "weight_sum": [0.0]}
+    if w is not None:  # weights of the rows in the fit (finite features)
+        w = w[finite]
+        good = np.isfinite(w) & (w >= 0)
+        stats.update(bad_weight=[int(len(w) - good.sum())], zero_weight=[int((w == 0).sum())],
+                     weight_sum=[math.fsum(w[good])])
+    return pd.DataFrame(stats)
+
+
+def _sample_partition(df: pd.DataFrame, n_features: int, rate: float) -> pd.DataFrame:
+    from dshift.dedup import sample_hashes  # the engine's imports (numba) only where it samples
+
+    X, w, finite = _split(df, n_features)
+    if w is not None:
+        finite &= w > 0  # rows of weight 0 take no part in the fit (NaN compares False)
+    return pd.DataFrame({"hash": sample_hashes(X[finite], rate)})
+
+
+def _finite_rows(df: pd.DataFrame, n_features: int) -> pd.DataFrame:
+    values = as_float64(df)
+    keep = np.isfinite(values[:, :n_features]).all(axis=1)
+    return pd.DataFrame(values[keep], columns=df.columns)
 
 
 def _as_float_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -109,7 +137,7 @@ def _as_float_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class ScanResult:
-    """Per-partition row counts of the features.
+    """Per-partition row counts of the features, and what the fit needs to know of the weights.
 
     Attributes
     ----------
@@ -117,10 +145,22 @@ class ScanResult:
         Rows per partition.
     nonfinite : list of int
         Rows with NaN or infinity in a feature, per partition.
+    bad_weight : int
+        Rows with finite features whose weight is negative, NaN or infinite.
+    zero_weight : int
+        Rows with finite features and weight 0.
+    weight_total : float
+        The weights of the rows with finite features (bad weights left out).
+    sample : ndarray of uint64, optional
+        Hashes of a sample of the fit's rows taken by value (:func:`dshift.dedup.sample_hashes`).
     """
 
     rows: list[int]
     nonfinite: list[int]
+    bad_weight: int = 0
+    zero_weight: int = 0
+    weight_total: float = 0.0
+    sample: Optional[np.ndarray] = None
 
     @property
     def n_rows(self) -> int:
@@ -133,24 +173,39 @@ class ScanResult:
         return int(sum(self.nonfinite))
 
 
-def scan_features(features: dd.DataFrame, url: str) -> ScanResult:
-    """Count rows and non-finite rows per partition (one pass on the workers).
+def scan_features(features: dd.DataFrame, url: str, *, n_features: Optional[int] = None,
+                  sample_rate: float = 0.0) -> ScanResult:
+    """Count rows, non-finite rows and bad weights per partition (one pass on the workers).
 
     Parameters
     ----------
     features : dask.dataframe.DataFrame
-        The feature columns.
+        The feature columns, then the weight column if there is one.
     url : str
         The input, for error messages.
+    n_features : int, optional
+        Number of feature columns (default: every column, no weights).
+    sample_rate : float
+        Also sample the fit's rows by value at this rate (0: no sample), in the same pass.
 
     Returns
     -------
     ScanResult
     """
-    meta = pd.DataFrame({"rows": pd.Series([], dtype="int64"), "nonfinite": pd.Series([], dtype="int64")})
+    n_features = len(features.columns) if n_features is None else n_features
+    meta = pd.DataFrame({"rows": pd.Series([], dtype="int64"), "nonfinite": pd.Series([], dtype="int64"),
+                         "bad_weight": pd.Series([], dtype="int64"), "zero_weight": pd.Series([], dtype="int64"),
+                         "weight_sum": pd.Series([], dtype="float64")})
+    todo = [features.map_partitions(_scan_partition, n_features, meta=meta)]
+    if sample_rate > 0:
+        todo.append(features.map_partitions(_sample_partition, n_features, sample_rate,
+                                            meta=pd.DataFrame({"hash": pd.Series([], dtype="uint64")})))
     with read_errors_as_user_errors(url):
-        stats = features.map_partitions(_scan_partition, meta=meta).compute()
-    return ScanResult(rows=stats["rows"].astype(int).tolist(), nonfinite=stats["nonfinite"].astype(int).tolist())
+        stats, *sample = dask.compute(*todo)  # one read for both
+    return ScanResult(rows=stats["rows"].astype(int).tolist(), nonfinite=stats["nonfinite"].astype(int).tolist(),
+                      bad_weight=int(stats["bad_weight"].sum()), zero_weight=int(stats["zero_weight"].sum()),
+                      weight_total=math.fsum(stats["weight_sum"]),
+                      sample=sample[0]["hash"].to_numpy() if sample else None)
 
 
 def float_features(features: dd.DataFrame) -> dd.DataFrame:
@@ -174,8 +229,9 @@ def float_features(features: dd.DataFrame) -> dd.DataFrame:
     return features.map_partitions(_as_float_frame, meta=meta).optimize()
 
 
-def feature_array(features: dd.DataFrame, scan: ScanResult, *, drop_nonfinite: bool) -> da.Array:
-    """The features as a float64 Dask array (rows chunked by partition, one column chunk).
+def feature_array(features: dd.DataFrame, scan: ScanResult, *, drop_nonfinite: bool,
+                  n_features: Optional[int] = None) -> da.Array:
+    """The features (and weights) as a float64 Dask array (rows chunked by partition, one column chunk).
 
     Parameters
     ----------
@@ -185,18 +241,21 @@ def feature_array(features: dd.DataFrame, scan: ScanResult, *, drop_nonfinite: b
         From :func:`scan_features` on the same frame; gives the chunk lengths without
         another pass.
     drop_nonfinite : bool
-        Leave out rows with NaN/inf (``nan_policy: drop``).
+        Leave out rows with NaN/inf in a feature (``nan_policy: drop``).
+    n_features : int, optional
+        Number of feature columns; a weight column after them is kept as the last column.
 
     Returns
     -------
     dask.array.Array
-        Shape (n_kept_rows, n_features); partitions left with no rows are skipped.
+        Shape (n_kept_rows, n_columns); partitions left with no rows are skipped.
     """
+    n_features = len(features.columns) if n_features is None else n_features
     if features.npartitions != len(scan.rows):
         raise RuntimeError(f"partitioning changed: {features.npartitions} partitions, {len(scan.rows)} scanned")
     counts = [r - b for r, b in zip(scan.rows, scan.nonfinite)] if drop_nonfinite else list(scan.rows)
     keep = [i for i, n in enumerate(counts) if n > 0]
-    frame = features.map_partitions(_finite_rows, meta=features._meta) if drop_nonfinite else features
+    frame = features.map_partitions(_finite_rows, n_features, meta=features._meta) if drop_nonfinite else features
     if len(keep) < len(counts):
         frame = frame.partitions[keep]
     return frame.to_dask_array(lengths=[counts[i] for i in keep])

@@ -18,7 +18,8 @@ import dask.dataframe as dd
 from dshift.errors import UserError
 from dshift.io.dataset import (InputFiles, check_parquet_files, list_input_files, prune_files,
                                read_errors_as_user_errors, read_parquet, read_schema)
-from dshift.io.features import ScanResult, feature_array, float_features, scan_features, select_feature_columns
+from dshift.io.features import (ScanResult, feature_array, float_features, is_feature_dtype, scan_features,
+                                select_feature_columns)
 from dshift.io.filters import check_filter_types, check_filters
 
 __all__ = ["INPUT_KEYS", "InputSource", "InputData", "open_input", "scan_input"]
@@ -43,13 +44,16 @@ class InputSource:
     feature_columns : list of str
         The features, in order.
     features : dask.dataframe.DataFrame
-        Float64 features from a column-projected, filtered read (:func:`float_features`).
+        Float64 features from a column-projected, filtered read (:func:`float_features`),
+        then the weight column when there is one.
     n_rows_input : int
         Rows of the files read, before the row filters (from their footers).
     filters : list or None
         The checked filters.
     keys : dict
         Names of the settings for messages: ``path``, ``columns``, ``nan_policy``, ``filters``.
+    weight_column : str or None
+        The column of row weights (``input.weight_column``), not a feature.
     """
 
     files: InputFiles
@@ -59,6 +63,7 @@ class InputSource:
     n_rows_input: int = 0
     filters: Optional[list] = None
     keys: dict[str, str] = field(default_factory=lambda: dict(INPUT_KEYS))
+    weight_column: Optional[str] = None
 
     @property
     def url(self) -> str:
@@ -78,11 +83,14 @@ class InputData:
         Row and non-finite counts per partition.
     X : dask.array.Array
         Float64 features to fit on (non-finite rows left out under ``nan_policy: drop``).
+    weights : dask.array.Array or None
+        The weights of the rows of ``X`` (float64, checked), chunked like them.
     """
 
     source: InputSource
     scan: ScanResult
     X: da.Array
+    weights: Optional[da.Array] = None
 
     @property
     def data(self) -> dd.DataFrame:
@@ -110,8 +118,12 @@ class InputData:
         files = self.source.files
         # default=str: YAML dates in filters are written as ISO dates.
         filters = json.loads(json.dumps(self.source.filters, default=str))
-        return {"n_rows_input": self.source.n_rows_input, "n_files": len(files.files),
-                "n_files_pruned": files.n_pruned, "filters": filters}
+        fields = {"n_rows_input": self.source.n_rows_input, "n_files": len(files.files),
+                  "n_files_pruned": files.n_pruned, "filters": filters}
+        if self.weights is not None:
+            fields.update(weight_column=self.source.weight_column, weight_total=self.scan.weight_total,
+                          n_rows_zero_weight=self.scan.zero_weight)
+        return fields
 
 
 def open_input(
@@ -122,6 +134,7 @@ def open_input(
     label_column: Optional[str] = None,
     filters: Optional[list] = None,
     keys: Optional[dict[str, str]] = None,
+    weight_column: Optional[str] = None,
 ) -> InputSource:
     """Driver-side checks of the input, reading metadata only (no cluster needed).
 
@@ -140,6 +153,9 @@ def open_input(
         rule out are not opened.
     keys : dict, optional
         Setting names for messages (default :data:`INPUT_KEYS`, the config's names).
+    weight_column : str, optional
+        A numeric column of row weights; never a feature (left out of ``columns`` and of the
+        default features).
 
     Returns
     -------
@@ -156,16 +172,37 @@ def open_input(
     n_rows_input = check_parquet_files(files)
     check_filter_types(filters, read_schema(files), keys["filters"])
     data = read_parquet(files, storage_options, filters=filters)
-    feature_columns = select_feature_columns(data, columns, label_column=label_column, what=keys["columns"])
-    # Column projection: the fit passes read only the feature columns from Parquet.
+    fit_columns = feature_columns = _features(data, columns, label_column, keys["columns"], weight_column)
+    if weight_column is not None:
+        fit_columns = feature_columns + [weight_column]
+    # Column projection: the fit passes read only the feature (and weight) columns from Parquet.
     with read_errors_as_user_errors(url):
-        features = float_features(read_parquet(files, storage_options, columns=feature_columns, filters=filters))
+        features = float_features(read_parquet(files, storage_options, columns=fit_columns, filters=filters))
     return InputSource(files=files, data=data, feature_columns=feature_columns, features=features,
-                       n_rows_input=n_rows_input, filters=filters, keys=keys)
+                       n_rows_input=n_rows_input, filters=filters, keys=keys, weight_column=weight_column)
 
 
-def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
-    """One pass on the workers: row counts and NaN/inf check; then the lazy feature array.
+def _features(data: dd.DataFrame, columns: Optional[Sequence[str]], label_column: Optional[str], what: str,
+              weight_column: Optional[str]) -> list[str]:
+    """The feature columns; the weight column is checked and never one of them."""
+    if weight_column is None:
+        return select_feature_columns(data, columns, label_column=label_column, what=what)
+    dtypes = dict(zip(map(str, data.columns), data.dtypes))
+    if weight_column not in dtypes:
+        raise UserError(f"input.weight_column: column {weight_column!r} not in the input "
+                        f"(available: {', '.join(dtypes)})")
+    if not is_feature_dtype(dtypes[weight_column]):
+        raise UserError(f"input.weight_column: {weight_column!r} must be numeric (it is {dtypes[weight_column]})")
+    if columns is not None:
+        columns = [c for c in columns if c != weight_column]
+        if not columns:
+            raise UserError(f"{what}: lists only the weight column {weight_column!r}; name the feature columns")
+    others = data[[c for c in data.columns if c != weight_column]]
+    return select_feature_columns(others, columns, label_column=label_column, what=what)
+
+
+def scan_input(source: InputSource, *, nan_policy: str = "error", sample_rows: int = 0) -> InputData:
+    """One pass on the workers: row counts, NaN/inf and weight checks; then the lazy feature array.
 
     Parameters
     ----------
@@ -173,6 +210,9 @@ def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
         From :func:`open_input`.
     nan_policy : {"error", "drop"}
         What to do with rows holding NaN or infinity in a feature.
+    sample_rows : int
+        About this many rows are sampled by value in the same pass (``scan.sample``, for
+        ``model.deduplicate: auto``); 0: none.
 
     Returns
     -------
@@ -181,10 +221,12 @@ def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
     Raises
     ------
     UserError
-        Empty data set, unreadable data, or non-finite values with ``nan_policy: error``.
+        Empty data set, unreadable data, non-finite values with ``nan_policy: error``, or
+        weights that are negative, NaN or infinite (or all 0) in a row of the fit.
     """
     keys, url, feature_columns = source.keys, source.url, source.feature_columns
-    scan = scan_features(source.features, url)
+    rate = min(sample_rows / max(source.n_rows_input, 1), 1.0)
+    scan = scan_features(source.features, url, n_features=len(feature_columns), sample_rate=rate)
     if scan.n_rows == 0 and source.filters:
         raise UserError(f"{keys['filters']}: no row of the {source.n_rows_input:,} rows read matches the filters")
     if scan.n_rows == 0:
@@ -198,7 +240,16 @@ def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
         if scan.n_nonfinite == scan.n_rows:
             raise UserError(f"{keys['path']}: every row has NaN or infinity in the feature columns; nothing to fit")
         logger.info("read: dropping %s rows with NaN/inf from the fit (they get label -1)", f"{scan.n_nonfinite:,}")
-    X = feature_array(source.features, scan, drop_nonfinite=nan_policy == "drop")
+    weight_column, n_fit = source.weight_column, scan.n_rows - scan.n_nonfinite
+    if weight_column is not None and scan.bad_weight:
+        raise UserError(f"input.weight_column: {scan.bad_weight:,} of {n_fit:,} rows have a negative, NaN or "
+                        f"infinite weight in {weight_column!r}")
+    if weight_column is not None and scan.zero_weight == n_fit:
+        raise UserError(f"input.weight_column: every weight in {weight_column!r} is 0; nothing to fit")
+    X = feature_array(source.features, scan, drop_nonfinite=nan_policy == "drop", n_features=len(feature_columns))
+    weights = None
+    if weight_column is not None:
+        X, weights = X[:, :-1], X[:, -1]
     n_files, n_pruned = len(source.files.files), source.files.n_pruned
     logger.info(
         "read: %d file%s%s, %d partitions, %s rows%s, %d features (%s)",
@@ -207,4 +258,7 @@ def scan_input(source: InputSource, *, nan_policy: str = "error") -> InputData:
         f" match the filters (of {source.n_rows_input:,} read)" if source.filters else "",
         len(feature_columns), ", ".join(feature_columns),
     )
-    return InputData(source=source, scan=scan, X=X)
+    if weight_column is not None:
+        logger.info("read: weights from %r: total %.6g, %s rows of weight 0 (labelled, not fitted)",
+                    weight_column, scan.weight_total, f"{scan.zero_weight:,}")
+    return InputData(source=source, scan=scan, X=X, weights=weights)
