@@ -20,7 +20,7 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 from numba import njit
 
-from dshift.index import ChunkIndex, build_tree
+from dshift.index import ChunkIndex, box_gap2, build_tree
 
 BRUTE_MAX = 32
 """Up to this many centers a point is compared with each one (no tree)."""
@@ -92,23 +92,12 @@ def _nearest_tree(points, tpoints, perm, start, stop, left, lower, upper, radius
         while top > 0:
             top -= 1
             node = stack[top]
-            near = 0.0
-            for j in range(d):
-                t = max(lower[node, j] - x[j], x[j] - upper[node, j], 0.0)
-                near += t * t
-            if near > best:
+            if box_gap2(lower, upper, node, x) > best:
                 continue
             child = left[node]
             if child >= 0:
                 # Visit the nearer child first (pushed last): the best distance shrinks sooner.
-                a = 0.0
-                b = 0.0
-                for j in range(d):
-                    t = max(lower[child, j] - x[j], x[j] - upper[child, j], 0.0)
-                    a += t * t
-                    t = max(lower[child + 1, j] - x[j], x[j] - upper[child + 1, j], 0.0)
-                    b += t * t
-                if a <= b:
+                if box_gap2(lower, upper, child, x) <= box_gap2(lower, upper, child + 1, x):
                     stack[top] = child + 1
                     stack[top + 1] = child
                 else:

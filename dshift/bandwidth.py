@@ -30,18 +30,25 @@ PERMUTATION_ROWS = 10_000_000
 _BATCH = 500  # scikit-learn sums the distances in batches of 500 rows: same rounding
 
 
+@njit(inline="always", cache=True)
+def _squared_distances(x: np.ndarray, i: int, dist: np.ndarray) -> None:
+    """Squared distances from row ``i`` of ``x`` to every row, into ``dist``."""
+    m, d = x.shape
+    for r in range(m):
+        acc = 0.0
+        for j in range(d):
+            t = x[i, j] - x[r, j]
+            acc += t * t
+        dist[r] = acc
+
+
 @njit(nogil=True, cache=True)
 def _kth_distances(x: np.ndarray, k: int) -> np.ndarray:
-    m, d = x.shape
+    m = x.shape[0]
     out = np.empty(m)
     dist = np.empty(m)
     for i in range(m):
-        for r in range(m):
-            acc = 0.0
-            for j in range(d):
-                t = x[i, j] - x[r, j]
-                acc += t * t
-            dist[r] = acc
+        _squared_distances(x, i, dist)
         out[i] = np.sqrt(np.partition(dist, k - 1)[k - 1])
     return out
 
@@ -50,16 +57,11 @@ def _kth_distances(x: np.ndarray, k: int) -> np.ndarray:
 def _kth_distances_weighted(x: np.ndarray, w: np.ndarray, threshold: float) -> np.ndarray:
     """Per row, the distance at which the weight of the rows around it reaches ``threshold``
     (the row itself first): the k-th neighbour distance of the data with every row repeated."""
-    m, d = x.shape
+    m = x.shape[0]
     out = np.empty(m)
     dist = np.empty(m)
     for i in range(m):
-        for r in range(m):
-            acc = 0.0
-            for j in range(d):
-                t = x[i, j] - x[r, j]
-                acc += t * t
-            dist[r] = acc
+        _squared_distances(x, i, dist)
         dist[i] = -1.0  # the row itself comes first, whatever its duplicates
         order = np.argsort(dist)
         dist[i] = 0.0

@@ -2,9 +2,9 @@
 
 The fit is a sequence of passes over row chunks:
 
-1. scan (:mod:`dshift.seeding`): row count, NaN/inf check, grid-bin counts;
-2. index (:mod:`dshift.index`): one k-d tree per chunk, persisted when it fits (built
-   in the same read as the scan);
+1. scan (:mod:`dshift.seeding`): rows per chunk, NaN/inf check, grid-bin counts;
+2. index (:mod:`dshift.index`): one k-d tree per group of consecutive chunks, persisted
+   when it fits (built in the same read as the scan);
 3. shift (:mod:`dshift.shifting`): one pass per iteration for all active seeds;
 4. merge (:mod:`dshift.merging`): scikit-learn's ordering and de-duplication;
 5. assign (:mod:`dshift.assigning`): nearest center per row, lazily for Dask input.

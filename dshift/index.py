@@ -236,6 +236,16 @@ def _build(points, perm, keys, n_bits, leaf_size):
     return start[:m], stop[:m], left[:m]
 
 
+@njit(inline="always", cache=True)
+def box_gap2(lower: np.ndarray, upper: np.ndarray, node: int, x: np.ndarray) -> float:
+    """Squared distance from the point ``x`` to ``node``'s bounding box (0 inside it)."""
+    near = 0.0
+    for j in range(x.shape[0]):
+        t = max(lower[node, j] - x[j], x[j] - upper[node, j], 0.0)
+        near += t * t
+    return near
+
+
 @njit(nogil=True, cache=True)
 def _boxes(points, start, stop, left):
     """Bounding boxes: leaves from their rows, parents from their children (numbered after them)."""

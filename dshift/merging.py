@@ -5,8 +5,8 @@
 3. Walking that order, a center still kept removes every other center within
    ``bandwidth`` of it (boundary included).
 
-Step 1 runs per seed block where the blocks live and merges the blocks' tables in a tree
-reduction; steps 2 and 3 take O(k log k) time and O(k) memory for k distinct positions:
+Step 1 runs per seed block where the blocks live, then one task merges the blocks' tables
+(one sort of them all); steps 2 and 3 take O(k log k) time and O(k) memory for k distinct positions:
 a sort, then a k-d tree over the positions whose ball queries visit each removed
 position a bounded number of times (kept centers are more than a bandwidth apart).
 """
@@ -20,7 +20,7 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 from numba import njit
 
-from dshift.index import build_tree
+from dshift.index import box_gap2, build_tree
 from dshift.shifting import SeedBlock
 
 LEAF_SIZE = 16
@@ -90,11 +90,7 @@ def _greedy_keep(points, perm, start, stop, left, lower, upper, centers, radius2
         while top > 0:
             top -= 1
             node = stack[top]
-            near = 0.0
-            for j in range(d):
-                t = max(lower[node, j] - centers[i, j], centers[i, j] - upper[node, j], 0.0)
-                near += t * t
-            if near > radius2:
+            if box_gap2(lower, upper, node, centers[i]) > radius2:
                 continue
             child = left[node]
             if child >= 0:

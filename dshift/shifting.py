@@ -6,7 +6,8 @@ passes; built there from the data, the bin table or, for explicit seeds, an arra
 One pass is, for every block that still has climbing seeds::
 
     query   = block_query(block)                     # its distinct active positions
-    partial = block_sums(index_c, query) per chunk   # count and compensated sum per ball
+    partial = block_sums(index_g, query) per index   # count and compensated sum per ball
+                                                     # (one index per group of row chunks)
     total   = tree reduction of the partials         # on the workers
     block   = advance(block, query, total)           # scikit-learn's per-seed rule
 
