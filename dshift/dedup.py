@@ -37,9 +37,10 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from dask.delayed import delayed
+from numba import njit
 
 from dshift import _dask, _input
-from dshift.seeding import BinTable, _empty_store, _merge_rows
+from dshift.seeding import BinTable, _empty_store, _merge_rows, key_hash
 
 __all__ = ["deduplicate", "chunk_groups", "merge_groups", "sample_hashes", "distinct_fraction"]
 
@@ -256,9 +257,22 @@ def sample_hashes(rows: np.ndarray, rate: float) -> np.ndarray:
     ndarray of uint64
         One hash per sampled row (equal rows, equal hashes).
     """
-    folded = pd.DataFrame(_fold(rows))
-    hashes = pd.util.hash_pandas_object(folded, index=False).to_numpy()
+    hashes = _row_hashes(np.asarray(rows, dtype=np.float64))
     return hashes if rate >= 1.0 else hashes[hashes < np.uint64(rate * 2.0**64)]
+
+
+@njit(nogil=True, cache=True)
+def _row_hashes(rows: np.ndarray) -> np.ndarray:
+    """The bin table's key hash of each row, -0.0 folded into 0.0 (as :func:`_fold` does)."""
+    n, d = rows.shape
+    out = np.empty(n, np.uint64)
+    row = np.empty(d)
+    bits = row.view(np.uint64)
+    for i in range(n):
+        for j in range(d):
+            row[j] = rows[i, j] + 0.0
+        out[i] = key_hash(bits)
+    return out
 
 
 def distinct_fraction(hashes: np.ndarray) -> float:

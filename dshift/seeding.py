@@ -52,9 +52,10 @@ class ScanResult(NamedTuple):
 
 
 @njit(inline="always", cache=True)
-def _slot(bits: np.ndarray, mask: int) -> int:
-    """Hash of a key's bit patterns: every input bit reaches the low bits (integral floats
-    have long runs of zero low bits, which a plain multiplicative hash leaves clustered)."""
+def key_hash(bits: np.ndarray) -> np.uint64:
+    """64-bit hash of a key's bit patterns: every input bit reaches every output bit
+    (integral floats have long runs of zero low bits, which a plain multiplicative hash
+    leaves clustered)."""
     h = np.uint64(0x9E3779B97F4A7C15)
     for j in range(bits.shape[0]):
         h ^= np.uint64(bits[j])
@@ -63,7 +64,12 @@ def _slot(bits: np.ndarray, mask: int) -> int:
         h ^= h >> np.uint64(33)
         h *= np.uint64(0xC4CEB9FE1A85EC53)
         h ^= h >> np.uint64(33)
-    return np.int64(h & np.uint64(mask))
+    return h
+
+
+@njit(inline="always", cache=True)
+def _slot(bits: np.ndarray, mask: int) -> int:
+    return np.int64(key_hash(bits) & np.uint64(mask))
 
 
 @njit(inline="always", cache=True)
