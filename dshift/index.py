@@ -164,6 +164,14 @@ def _radix_order(keys, n_bits):
     return order, k
 
 
+@njit(inline="always", cache=True)
+def _grown(a: np.ndarray, fill: int = 0) -> np.ndarray:
+    """``a`` in an array twice its size (the new half set to ``fill``)."""
+    out = np.full(2 * a.shape[0], fill, a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
 @njit(nogil=True, cache=True)
 def _build(points, perm, keys, n_bits, leaf_size):
     """Split ``points`` (sorted by ``keys``) into a binary tree of leaves of ``leaf_size`` rows.
@@ -174,6 +182,8 @@ def _build(points, perm, keys, n_bits, leaf_size):
     Children are numbered after their parent.
     """
     n, d = points.shape
+    # Splits on key bits can be lopsided (a few outlying rows on one side), so the node count
+    # has no tight bound: start from a balanced tree's and grow when full.
     cap = 2 * (2 * n // max(leaf_size, 2) + 1) + 1 + 2 * n_bits
     start = np.empty(cap, np.int64)
     stop = np.empty(cap, np.int64)
@@ -226,6 +236,8 @@ def _build(points, perm, keys, n_bits, leaf_size):
             mid = (a + b) // 2
             _select(points, perm, a, b - 1, mid, dim)
             bit = -1
+        if m + 2 > start.shape[0]:
+            start, stop, left, level = _grown(start), _grown(stop), _grown(left, -1), _grown(level)
         left[node] = m
         start[m], stop[m], level[m] = a, mid, bit - 1
         start[m + 1], stop[m + 1], level[m + 1] = mid, b, bit - 1

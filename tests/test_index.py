@@ -178,3 +178,20 @@ def test_degenerate_layouts_split_by_medians(shape):
         assert sizes.max() <= 16
     bw = 3e-3 if shape == "outlier" else (6.0 if shape == "many-dims" else 0.5)
     _check_ball_sums(X, X[:25], bw, 16)
+
+
+def test_lopsided_key_splits_grow_the_node_arrays():
+    """8-D blobs: splits on key bits peel off a few outlying rows at many levels, so the tree
+    has more nodes than a balanced one (the arrays grow; before, the build wrote past them)."""
+    from sklearn.datasets import make_blobs
+
+    from dshift.index import LEAF_SIZE
+
+    centers = 50.0 + (20.0 / np.sqrt(2.0)) * np.eye(8)[:4]
+    X, _ = make_blobs(n_samples=20_000, centers=centers, cluster_std=2.79, random_state=0)
+    ix = build_index(X)
+    assert len(ix.start) > 2 * (2 * len(X) // LEAF_SIZE + 1) + 1 + 2 * 32  # the first allocation
+    leaves = ix.left < 0
+    assert np.sort(np.concatenate([np.arange(a, b) for a, b in zip(ix.start[leaves], ix.stop[leaves])])).tolist() \
+        == list(range(len(X)))  # every row in exactly one leaf
+    _check_ball_sums(X, np.vstack([X[::4000], centers]), 12.89, LEAF_SIZE)
