@@ -240,26 +240,34 @@ def auto_chunk_rows(n_rows: int, n_features: int, itemsize: int = 8) -> int:
 
 def index_groups(chunks: Sequence[float], n_features: int) -> list[list[int]]:
     """Consecutive row chunks that share one spatial index: at most ``dshift.index-bytes`` of
-    float64 points each, at least one index per thread of the scheduler (for parallel passes),
-    never more indexes than chunks.
+    float64 points each (a larger chunk is an index of its own), at least one index per thread
+    of the scheduler (for parallel passes), never more indexes than chunks.
 
     Parameters
     ----------
     chunks : sequence of float
-        Rows per chunk (NaN when unknown: then chunks are assumed equal).
+        Rows per chunk (NaN when unknown: then every chunk is an index of its own).
 
     Returns
     -------
     list of list of int
-        Chunk numbers of each index, in order.
+        Chunk numbers of each index, in order, the rows shared out about equally.
     """
-    rows = [1.0 if math.isnan(c) else float(c) for c in chunks]
-    unknown = any(math.isnan(c) for c in chunks)
+    if any(math.isnan(c) for c in chunks):
+        return [[i] for i in range(len(chunks))]
+    rows = np.asarray(chunks, dtype=np.float64)
     per_index = max(int(config_get("index-bytes")) // (8 * max(n_features, 1)), 1)
-    wanted = max(n_cores(), 1 if unknown else math.ceil(sum(rows) / per_index))
-    n_groups = max(min(wanted, len(rows)), 1)
-    # Cut at equal shares of the rows (chunk boundaries only).
-    bounds = np.searchsorted(np.cumsum(rows), np.linspace(0, sum(rows), n_groups + 1)[1:-1], side="left") + 1
+    n_groups = max(min(max(n_cores(), math.ceil(rows.sum() / per_index)), len(rows)), 1)
+    while True:  # equal shares cut at chunk boundaries can overshoot the cap: cut finer
+        groups = _equal_shares(rows, n_groups)
+        if n_groups >= len(rows) or all(len(g) == 1 or rows[g].sum() <= per_index for g in groups):
+            return groups
+        n_groups += 1
+
+
+def _equal_shares(rows: np.ndarray, n_groups: int) -> list[list[int]]:
+    """``n_groups`` runs of consecutive chunks holding about equal shares of the rows."""
+    bounds = np.searchsorted(np.cumsum(rows), np.linspace(0, rows.sum(), n_groups + 1)[1:-1], side="left") + 1
     cuts = [0, *sorted(set(int(b) for b in bounds if 0 < b < len(rows))), len(rows)]
     return [list(range(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
 

@@ -195,3 +195,24 @@ def test_lopsided_key_splits_grow_the_node_arrays():
     assert np.sort(np.concatenate([np.arange(a, b) for a, b in zip(ix.start[leaves], ix.stop[leaves])])).tolist() \
         == list(range(len(X)))  # every row in exactly one leaf
     _check_ball_sums(X, np.vstack([X[::4000], centers]), 12.89, LEAF_SIZE)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "cap_rows", "expected"),
+    [
+        ([5e6] * 20, 5_592_405, [1] * 20),  # 100M rows: 20 chunks of 5M never pair up (a worker's memory)
+        ([5e5] * 20, 5_592_405, [10, 10]),  # 10M rows: two indexes of 5M rows, one per thread
+        ([100.0] * 3, 5_592_405, [2, 1]),  # small data: still one index per thread
+        ([300.0] * 10 + [5000.0], 1000, [3, 2, 3, 2, 1]),  # a chunk above the cap is an index alone
+        ([float("nan")] * 5, 5_592_405, [1] * 5),  # unknown lengths: one index per chunk
+    ],
+)
+def test_index_groups_respect_the_cap(chunks, cap_rows, expected):
+    import dask
+
+    from dshift._dask import index_groups
+
+    with dask.config.set({"dshift.index-bytes": cap_rows * 24, "scheduler": "threads", "num_workers": 2}):
+        groups = index_groups(chunks, 3)
+    assert [len(g) for g in groups] == expected
+    assert [i for g in groups for i in g] == list(range(len(chunks)))  # consecutive, every chunk once
