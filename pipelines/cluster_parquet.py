@@ -22,7 +22,7 @@ import pandas as pd
 from dshift import estimate_bandwidth
 from dshift._input import prepare_array
 from dshift.bandwidth import bandwidth_estimator
-from dshift.cluster import connect, persist_policy
+from dshift.cluster import connect, persist_policy, trim_worker_memory
 from dshift.config import Config, ModelConfig, load_config
 from dshift.dedup import distinct_fraction, distributed_deduplicate
 from dshift.errors import UserError
@@ -84,7 +84,7 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
     if source is not None:
         logger.info("%s", precheck_seeds(cfg, source))
 
-    with connect(cfg.cluster) as _client, persist_policy(cfg.cluster.persist):
+    with connect(cfg.cluster) as client, persist_policy(cfg.cluster.persist):
         if make_demo:
             with clock.phase("demo_data"):
                 make_demo_data(cfg.input.path, cfg.demo, so_in)
@@ -93,6 +93,7 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
         with clock.phase("read"):
             data = scan_input(source, nan_policy=cfg.input.nan_policy,
                               sample_rows=DEDUP_SAMPLE_ROWS if cfg.model.deduplicate == "auto" else 0)
+        trim_worker_memory(client)  # the read's buffers: room for the trees
 
         if cfg.model.sweep is None:
             with clock.phase("bandwidth"):
@@ -107,6 +108,7 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
                 fit, estimated = sweep.fit, sweep.estimated
         clock.timings.update(fit.timings)
         centers = fit.cluster_centers
+        trim_worker_memory(client)  # the trees are gone: room for the labelling pass
 
         with output.writing():  # an OSError writing the output is a storage fault, not the input's
             with clock.phase("label_write"):

@@ -59,9 +59,12 @@ def label_partition(
 
     X = as_float64(df[list(feature_columns)])
     finite = np.isfinite(X).all(axis=1)
-    labels = np.full(len(df), -1, dtype=np.int64)
-    if finite.any():
-        labels[finite] = assign_labels(np.ascontiguousarray(X[finite]), centers, bandwidth, cluster_all)
+    if finite.all():  # the common case: no copy of the features
+        labels = assign_labels(np.ascontiguousarray(X), centers, bandwidth, cluster_all)
+    else:
+        labels = np.full(len(df), -1, dtype=np.int64)
+        if finite.any():
+            labels[finite] = assign_labels(np.ascontiguousarray(X[finite]), centers, bandwidth, cluster_all)
     out = df.copy(deep=False)
     out[label_column] = labels
     return out
