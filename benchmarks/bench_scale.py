@@ -19,7 +19,7 @@ One run:
 For both jobs the parent samples, every 0.1 s, the summed RSS of the job's whole process tree
 (driver + nannies + scheduler + workers; psutil, process and all descendants) and reports the
 peak. Wall time is the subprocess's (interpreter start, imports and cluster start-up included,
-the same for both). Targets: dshift/floor <= 3x; peak <= 2 GiB at 10M rows; at 100M rows with
+the same for both). Targets: dshift/floor <= 2x (issue 9; moonshot 1.5x); peak <= 2 GiB at 10M rows; at 100M rows with
 a per-worker memory_limit below the data size (e.g. 1.5GiB) done in <= 10 min, peak <= 4 GiB.
 
 Usage:
@@ -45,7 +45,7 @@ CENTERS = np.array([[27.0, 72.0, 91.0], [36.0, 90.0, 99.0], [9.0, 81.0, 99.0]])
 STD = 2.79
 FEATURES = ["x", "y", "z"]
 GiB = 2**30
-TARGET_RATIO = 3.0
+TARGET_RATIO = 2.0  # issue 9 (issue 4 asked for 3x)
 
 
 # ---------------------------------------------------------------------------------------------
