@@ -40,9 +40,16 @@ class Partition(NamedTuple):
     n_cells: int
 
 
+MIN_SHARED_BLOCK = 8192
+"""Seeds below which one block holds them all; above, at least one block per thread, so that
+each pass's per-block work (distinct positions, grouping, the step) runs in parallel too."""
+
+
 def n_cells_for(n_seeds: int) -> int:
-    """How many blocks ``n_seeds`` seeds make (the ``dshift.seed-block-size`` setting)."""
-    return max(math.ceil(n_seeds / max(int(_dask.config_get("seed-block-size")), 1)), 1)
+    """How many blocks ``n_seeds`` seeds make: blocks of at most ``dshift.seed-block-size``
+    seeds, and one per thread of the scheduler once there are many seeds."""
+    by_size = math.ceil(n_seeds / max(int(_dask.config_get("seed-block-size")), 1))
+    return max(by_size, min(_dask.n_cores(), n_seeds // MIN_SHARED_BLOCK), 1)
 
 
 def sample_size(n_cells: int) -> int:
