@@ -148,7 +148,8 @@ def _prepare_validate(args: argparse.Namespace) -> _Job:
 
 def _validate(cfg: "Config", config: str) -> None:  # noqa: F821
     from dshift.io.outputs import OutputStage
-    from dshift.pipelines.cluster_parquet import open_job_input, precheck_seeds
+    from dshift.batch import precheck_seeds
+    from dshift.pipelines.cluster_parquet import open_job_input
     from dshift.pipelines.make_demo_data import exists
 
     notes = []

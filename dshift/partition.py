@@ -1,7 +1,7 @@
 """Spatial partition of the seeds into blocks: seeds close together share a block.
 
 A shift pass groups each block's seeds into compact groups that share one tree traversal
-(:func:`dshift.index.group_seeds`); that only pays when a block's seeds are dense. Seeds
+(:func:`dshift.ballsums.group_seeds`); that only pays when a block's seeds are dense. Seeds
 in data order are spread over the whole space, so blocks are cut spatially instead: a
 small k-d partition is planned on the driver from a sample of the seeds (median splits
 into cells of about equal size), and every source of seeds (a row chunk, the bin table,

@@ -34,7 +34,8 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 
 from dshift import _compensated, _dask, partition
-from dshift.index import ChunkIndex, ball_sums, group_seeds
+from dshift.ballsums import ball_sums, group_seeds
+from dshift.index import ChunkIndex
 
 log = logging.getLogger("dshift")
 
@@ -126,7 +127,7 @@ def block_query(block: SeedBlock, bandwidth: float) -> Query:
 
 
 def block_sums(index: ChunkIndex, query: Query, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
-    """One chunk's partial ball sums for a block's query (see :func:`dshift.index.ball_sums`)."""
+    """One chunk's partial ball sums for a block's query (see :func:`dshift.ballsums.ball_sums`)."""
     return ball_sums(index, query.centers, bandwidth, query.groups)
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from _parity import brute_ball, exact_sum
-from dshift.index import ChunkIndex, build_index, ball_sums
+from dshift.ballsums import ball_sums
+from dshift.index import ChunkIndex, build_index
 
 
 def _sums(index, centers, bandwidth):

@@ -82,7 +82,8 @@ def test_select_and_quantiles(blobs, tmp_path, threaded_dask):
     import dshift
     from dshift.config import parse_config
     from dshift.io.inputs import scan_input
-    from dshift.pipelines.cluster_parquet import open_job_input, sweep_bandwidths
+    from dshift.batch import sweep_bandwidths
+    from dshift.pipelines.cluster_parquet import open_job_input
     from dshift.report import Stopwatch
 
     cfg = parse_config(base_config(blobs[1], tmp_path / "out", model={

@@ -14,7 +14,7 @@ from sklearn.cluster import MeanShift as SkMeanShift
 from conftest import FEATURES, assert_user_error, base_config, make_frame, read_labels, run_cli, write_parquet_files
 from dshift.config import ModelConfig
 from dshift.io.inputs import open_input, scan_input
-from dshift.pipelines.cluster_parquet import deduplicate_rows, fit_model
+from dshift.batch import deduplicate_rows, fit_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -116,7 +116,7 @@ def test_auto_decides_from_a_sample_and_the_fit_is_the_same(counts, tmp_path, bi
 def test_sweep_on_weighted_distinct_rows_equals_the_sweep_of_every_row(counts):
     """model.sweep with a weight column: the fits and the table of the distinct rows (their
     weights summed) are those of every row; shares are shares of the weight."""
-    from dshift.pipelines.cluster_parquet import sweep_bandwidths
+    from dshift.batch import sweep_bandwidths
     from dshift.report import Stopwatch
 
     frame, data = counts

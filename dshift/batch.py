@@ -1,0 +1,362 @@
+"""The batch job's model stages: the bandwidth, deduplication, the fit (one bandwidth or a
+sweep) and the guard rails on the number of seeds.
+
+Each stage takes the scanned input (:mod:`dshift.io.inputs`) and the config's ``model:``
+section and runs dshift's engine on the cluster; :mod:`dshift.pipelines.cluster_parquet`
+composes them into the job, and ``dshift validate`` uses :func:`precheck_seeds`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from dshift import estimate_bandwidth
+from dshift._input import prepare_array
+from dshift.bandwidth import bandwidth_estimator
+from dshift.config import Config, ModelConfig
+from dshift.dedup import distinct_fraction, distributed_deduplicate
+from dshift.errors import UserError
+from dshift.estimator import FitResult, fit_many
+from dshift.io.inputs import InputData, InputSource
+from dshift.report import Stopwatch
+from dshift.sweep import Choice, order_bandwidths, summarize
+
+__all__ = ["choose_bandwidth", "deduplicate_rows", "fit_model", "fit_models", "sweep_bandwidths", "SweepOutcome",
+           "check_seed_count", "precheck_seeds", "DEDUP_SAMPLE_ROWS"]
+
+logger = logging.getLogger("dshift.batch")
+
+
+def choose_bandwidth(X, model: ModelConfig, weights=None) -> tuple[float, bool]:
+    """The configured bandwidth, or an estimate from a reproducible sample.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        Features.
+    model : ModelConfig
+        ``model:`` section.
+    weights : dask.array.Array, optional
+        Row weights: the estimate is weighted (see :func:`dshift.estimate_bandwidth`).
+
+    Returns
+    -------
+    bandwidth : float
+    estimated : bool
+
+    Raises
+    ------
+    UserError
+        If the estimate is 0 (e.g. all sampled points equal).
+    """
+    if model.bandwidth is not None:
+        logger.info("bandwidth: %g (from the config)", model.bandwidth)
+        return float(model.bandwidth), False
+    n_samples = None if model.n_samples is None else min(model.n_samples, int(X.shape[0]))
+    bandwidth = float(estimate_bandwidth(X, quantile=model.quantile, n_samples=n_samples,
+                                         random_state=model.random_state, sample_weight=weights))
+    if not bandwidth > 0:
+        raise UserError(
+            f"model.bandwidth: the estimate from {n_samples or X.shape[0]} sampled rows with quantile "
+            f"{model.quantile:g} is {bandwidth:g}; set model.bandwidth or raise model.quantile"
+        )
+    logger.info("bandwidth: estimated %.6g (quantile %g, %s sampled rows)", bandwidth, model.quantile,
+                f"{n_samples or int(X.shape[0]):,}")
+    return bandwidth, True
+
+
+def fit_model(X, bandwidth: float, model: ModelConfig, weights=None) -> FitResult:
+    """Fit mean shift on the cluster (dshift's stages); engine data errors become UserError.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        Float64 features, checked by :func:`dshift.io.inputs.scan_input`.
+    bandwidth : float
+        > 0.
+    model : ModelConfig
+        ``model:`` section; ``max_seeds`` is enforced before any shifting.
+    weights : dask.array.Array, optional
+        Checked row weights, one per row of ``X``.
+
+    Returns
+    -------
+    FitResult
+        Its centers stay on the workers too (``centers_at``), for the labelling pass.
+    """
+    return fit_models(X, [bandwidth], model, weights)[0]
+
+
+def fit_models(X, bandwidths: Sequence[float], model: ModelConfig, weights=None) -> list[FitResult]:
+    """One fit per bandwidth, sharing every pass over the data (:func:`dshift.estimator.fit_many`).
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        Float64 features, checked by :func:`dshift.io.inputs.scan_input`.
+    bandwidths : sequence of float
+        Each > 0.
+    model : ModelConfig
+        ``model:`` section; ``max_seeds`` is enforced for every bandwidth before any shifting.
+
+    Returns
+    -------
+    list of FitResult
+        In the order of ``bandwidths``; their centers stay on the workers too (``centers_at``).
+    """
+    pending = iter(bandwidths)  # fit_many reports the seeds of each bandwidth, in order
+
+    def guard(n_seeds: int, source: str) -> None:
+        check_seed_count(n_seeds, source, model, next(pending))
+
+    try:
+        return fit_many(prepare_array(X, weights), bandwidths=list(bandwidths), seeds=None, bin_seeding=model.bin_seeding,
+                        min_bin_freq=model.min_bin_freq, cluster_all=model.cluster_all,
+                        max_iter=model.max_iter, n_jobs=None, on_seeds=guard)
+    except ValueError as exc:  # e.g. no bin reaches min_bin_freq, no point within bandwidth
+        raise UserError(f"model: {exc}") from None
+
+
+@dataclass
+class SweepOutcome:
+    """A bandwidth sweep's fits, its table and the bandwidth the job labels with.
+
+    Attributes
+    ----------
+    fits : list of FitResult
+        One per swept bandwidth, increasing.
+    table : pandas.DataFrame
+        :func:`dshift.sweep.summarize`'s table (``sweep.csv``).
+    suggestion : dshift.sweep.Choice
+        The rule's bandwidth and why.
+    index : int
+        Row of the bandwidth labelled: the suggestion, or the one ``select`` names.
+    select : str or float
+        ``model.sweep.select``: ``auto`` or a swept value.
+    estimated : bool
+        Whether the bandwidths were estimated (``model.sweep.quantiles``).
+    """
+
+    fits: list[FitResult]
+    table: pd.DataFrame
+    suggestion: Choice
+    index: int
+    select: Union[str, float]
+    estimated: bool
+
+    @property
+    def fit(self) -> FitResult:
+        """The fit of the bandwidth labelled."""
+        return self.fits[self.index]
+
+    def report(self) -> dict[str, Any]:
+        """``report.json``'s ``sweep`` section: the table, the bandwidth labelled, the rule's suggestion and why."""
+        stable = self.suggestion.stable
+        bandwidths = self.table["bandwidth"].tolist()
+        return {"select": self.select, "chosen": float(self.fit.bandwidth),
+                "suggested": float(self.suggestion.bandwidth), "reason": self.suggestion.reason,
+                "stable_range": None if stable is None else [bandwidths[stable[0]], bandwidths[stable[1]]],
+                "table": self.table.to_dict(orient="records")}
+
+
+def sweep_bandwidths(data: InputData, X, weights, model: ModelConfig, clock: Stopwatch) -> SweepOutcome:
+    """Fit every bandwidth of ``model.sweep`` in the same passes and pick the one to label with.
+
+    The bandwidths (estimated from one sample for ``quantiles``) are fitted together; one more
+    pass over the data counts every bandwidth's cluster sizes for the table
+    (:func:`dshift.sweep.summarize`); ``select`` names the bandwidth labelled, or ``auto`` takes
+    the rule's suggestion (:func:`dshift.sweep.select_bandwidth`).
+
+    Parameters
+    ----------
+    data : InputData
+        The scanned input: bandwidths estimated for ``quantiles`` come from its rows.
+    X, weights : dask.array.Array
+        The rows fitted and their weights (None: all 1): the input's, or its distinct rows
+        and their counts (:func:`deduplicate_rows`); the table's shares are shares of the weight.
+    model : ModelConfig
+        ``model:`` section with a ``sweep``.
+    clock : Stopwatch
+        Receives the ``bandwidth`` and ``sweep_sizes`` phases.
+
+    Returns
+    -------
+    SweepOutcome
+    """
+    sweep = model.sweep
+    with clock.phase("bandwidth"):
+        values = _swept_bandwidths(data.X, model, data.weights)
+    bandwidths, quantiles = order_bandwidths(values, sweep.quantiles)
+    logger.info("sweep: %d bandwidths from %.4g to %.4g, climbing together", len(bandwidths), bandwidths[0],
+                bandwidths[-1])
+    fits = fit_models(X, bandwidths, model, weights)
+    logger.info("sweep: counting the cluster sizes of all %d bandwidths (one pass)", len(fits))
+    with clock.phase("sweep_sizes"):  # one more pass: the cluster sizes of every bandwidth
+        n_points = data.n_rows_fit if X is data.X else int(X.shape[0])  # distinct rows after deduplication
+        table, suggestion = summarize(fits, n_points=n_points, weights=weights, quantiles=quantiles)
+    picked = sweep.selected()
+    index = suggestion.index if picked is None else bandwidths.index(values[picked])
+    if picked is not None:
+        logger.info("sweep: labelling with bandwidth %.6g (model.sweep.select)", bandwidths[index])
+    return SweepOutcome(fits, table, suggestion, index, sweep.select, sweep.quantiles is not None)
+
+
+def _swept_bandwidths(X, model: ModelConfig, weights=None) -> list[float]:
+    """The sweep's bandwidths in the config's order: listed, the range's, or estimated per quantile."""
+    sweep = model.sweep
+    if sweep.quantiles is None:
+        return sweep.values()
+    n_samples = None if model.n_samples is None else min(model.n_samples, int(X.shape[0]))
+    estimate = bandwidth_estimator(X, n_samples=n_samples, random_state=model.random_state,  # one sample for all
+                                   sample_weight=weights)
+    bandwidths = []
+    for i, q in enumerate(sweep.quantiles):
+        bandwidths.append(float(estimate(q)))
+        if not bandwidths[-1] > 0:
+            raise UserError(f"model.sweep.quantiles[{i}]: the estimate from {n_samples or X.shape[0]} sampled rows "
+                            f"with quantile {q:g} is 0; raise the quantile or sweep model.sweep.bandwidths")
+    logger.info("bandwidth: estimated %s for quantiles %s (%s sampled rows)",
+                ", ".join(f"{b:.6g}" for b in bandwidths), ", ".join(f"{q:g}" for q in sweep.quantiles),
+                f"{n_samples or int(X.shape[0]):,}")
+    return bandwidths
+
+
+
+DEDUP_SAMPLE_ROWS = 100_000
+"""Rows sampled by value (in the read pass) for ``model.deduplicate: auto``."""
+
+DEDUP_MAX_DISTINCT = 0.5
+"""``model.deduplicate: auto`` collapses identical rows when at most this share of the sampled
+rows is distinct: the fit then handles at most half the rows (and seeds, without bin
+seeding) for the price of about one pass over the data."""
+
+
+def deduplicate_rows(data: InputData, model: ModelConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """The rows the fit runs on: the input's, or its distinct rows with their summed weights.
+
+    ``model.deduplicate``: ``true`` or ``false``, or ``auto``: collapse when at most
+    :data:`DEDUP_MAX_DISTINCT` of the rows sampled by value in the read pass are distinct. The
+    distinct rows keep the order of their first occurrence with bin seeding, else of their
+    last, so that the fit equals the fit of every row (:mod:`dshift.dedup`).
+
+    Parameters
+    ----------
+    data : InputData
+        The scanned input (``scan.sample`` taken for ``auto``).
+    model : ModelConfig
+
+    Returns
+    -------
+    X, weights : dask.array.Array (weights may be None)
+    fields : dict
+        For report.json: ``deduplication`` (setting, whether it ran, the sample) and
+        ``n_rows_distinct`` (None when it did not run).
+    """
+    setting, run = model.deduplicate, model.deduplicate is True
+    decision: dict[str, Any] = {"setting": setting}
+    if setting == "auto":
+        sample = data.scan.sample
+        fraction = distinct_fraction(sample)
+        run = fraction <= DEDUP_MAX_DISTINCT
+        decision.update(sample_rows=len(sample), sample_distinct_fraction=round(fraction, 6))
+        logger.info("deduplicate: auto: %.1f%% of %s rows sampled by value are distinct (%s %g%%): %s",
+                    100 * fraction, f"{len(sample):,}", "<=" if run else ">", 100 * DEDUP_MAX_DISTINCT,
+                    "collapsing identical rows" if run else "fitting every row")
+    decision["ran"] = run
+    if not run:
+        return data.X, data.weights, {"deduplication": decision, "n_rows_distinct": None}
+    X, weights = distributed_deduplicate(data.X, data.weights, "first" if model.bin_seeding else "last")
+    logger.info("deduplicate: %s rows -> %s distinct rows (%.1f%%)", f"{data.n_rows_fit:,}", f"{X.shape[0]:,}",
+                100 * X.shape[0] / data.n_rows_fit)
+    return X, weights, {"deduplication": decision, "n_rows_distinct": int(X.shape[0])}
+
+
+
+def check_seed_count(n_seeds: int, source: str, model: ModelConfig, bandwidth: Optional[float]) -> None:
+    """Refuse a run whose seeds exceed ``model.max_seeds``, naming the cause and the fix.
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds the run would climb (a lower bound is fine: ``dshift validate`` counts a sample).
+    source : str
+        Where they come from (see :func:`dshift.estimator.fit_stages`).
+    model : ModelConfig
+    bandwidth : float, optional
+        The bandwidth in use (for the message).
+
+    Raises
+    ------
+    UserError
+    """
+    if n_seeds <= model.max_seeds:
+        return
+    if source == "points":
+        cause, fix = "bin_seeding: false makes every row a seed", "set model.bin_seeding: true"
+    else:
+        alone = "every row in a bin of its own" if source == "lone-bins" else "that many grid bins"
+        cause = (f"bin seeding with bandwidth {bandwidth:g} gives {alone}: the bandwidth is far below the "
+                 "data's spread")
+        fix = (f"sweep only bandwidths above {bandwidth:g} in model.sweep" if model.sweep is not None
+               else "raise model.bandwidth (or set it to null to estimate it)")
+    raise UserError(f"model.max_seeds: {n_seeds:,} seeds would climb, more than model.max_seeds={model.max_seeds:,} "
+                    f"({cause}); {fix}, or raise model.max_seeds")
+
+
+SEED_SAMPLE_ROWS = 100_000
+"""Rows read to count bin seeds before a run (from the first partition)."""
+
+
+def precheck_seeds(cfg: Config, source: InputSource) -> str:
+    """What can be told of the seeds before reading the data set (``dshift validate``, and
+    ``dshift run`` before it starts a cluster).
+
+    Every row is a seed without bin seeding: the footers count them (an upper bound under
+    row filters, so only a note then). With bin seeding and a given bandwidth, the bins of the
+    first rows of the first file are counted: a lower bound on the bins, or, when every sampled
+    row sits alone in its bin, a sign that every row will be a seed.
+
+    Returns
+    -------
+    str
+        A note for the validate report.
+
+    Raises
+    ------
+    UserError
+        When the run would be refused for ``model.max_seeds``.
+    """
+    model, rows = cfg.model, source.n_rows_input
+    if not model.bin_seeding:
+        if source.filters is None and source.weight_column is None and model.deduplicate is not True:
+            check_seed_count(rows, "points", model, model.bandwidth)
+            return f"seeds: {rows:,} (every row)"
+        return (f"seeds: up to {rows:,} (every row that passes input.filters, has a weight > 0 and, with "
+                "model.deduplicate, is distinct)")
+    if model.sweep is None and model.bandwidth is None or model.sweep is not None and model.sweep.quantiles:
+        return "seeds: grid bins, counted when the job reads the data (the bandwidth is estimated then)"
+    from dshift.seeding import bin_table
+
+    sample = source.features.get_partition(0).head(SEED_SAMPLE_ROWS, compute=True).to_numpy(dtype=np.float64)
+    if source.weight_column is not None:  # the last column: rows of weight 0 are in no bin
+        sample = sample[sample[:, -1] > 0, :-1]
+    sample = sample[np.isfinite(sample).all(axis=1)]
+    notes = []
+    for bandwidth in [model.bandwidth] if model.sweep is None else model.sweep.values():  # every swept one
+        n_bins = len(bin_table(sample, bandwidth).counts)
+        if len(sample) > 1 and n_bins == len(sample):
+            check_seed_count(rows, "lone-bins", model, bandwidth)
+            notes.append(f"likely every row ({rows:,}): every sampled row is alone in its bin")
+        else:
+            check_seed_count(n_bins, "bins", model, bandwidth)
+            notes.append(f"at least {n_bins:,} grid bins")
+    sampled = f"({len(sample):,} rows sampled)"
+    if model.sweep is None:
+        return f"seeds: {notes[0]} {sampled}"
+    return f"seeds per swept bandwidth {sampled}: " + "; ".join(
+        f"{b:.4g}: {n}" for b, n in zip(model.sweep.values(), notes))
