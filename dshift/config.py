@@ -15,16 +15,12 @@ messages quote at most :data:`MAX_ECHO` characters of an offending value.
 
 from __future__ import annotations
 
-import difflib
-import json
 import math
 import os
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from dshift.config_text import (MAX_CONFIG_BYTES, MAX_CONFIG_VALUES, MAX_ECHO, check_expanded_size, excerpt,
+                                format_validation_error as _format_error, kind_of, read_yaml_file, show_value)
 from dshift.errors import ConfigError, UserError
 
 __all__ = [
@@ -58,13 +56,9 @@ __all__ = [
     "MAX_ECHO",
 ]
 
-MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a job config is a few hundred bytes
-MAX_CONFIG_VALUES = 100_000  # values in the document with its aliases expanded
-MAX_ECHO = 80  # characters of an offending value quoted in a message
 
 _ADDRESS_RE = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://\S+$")
 # PyYAML (YAML 1.1) reads "1e-3" as a string: recognise it to give a helpful hint.
-_FLOATISH_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 class _Strict(BaseModel):
@@ -82,7 +76,7 @@ def _check_nonempty(value: str, what: str = "must not be empty") -> str:
 def _check_auto_or_bool(value: Any) -> Union[str, bool]:
     if value == "auto" or isinstance(value, bool):
         return value
-    raise ValueError(f"must be auto, true or false (got {_show(value)})")
+    raise ValueError(f"must be auto, true or false (got {show_value(value)})")
 
 
 def _check_column_list(value: Optional[list[str]], when_null: str) -> Optional[list[str]]:
@@ -92,7 +86,7 @@ def _check_column_list(value: Optional[list[str]], when_null: str) -> Optional[l
         raise ValueError(f"must list at least one column (or be null {when_null})")
     dupes = sorted(c for c, n in Counter(value).items() if n > 1)  # linear: configs may be wide
     if dupes:
-        raise ValueError(f"lists {_excerpt(', '.join(map(repr, dupes)))} more than once")
+        raise ValueError(f"lists {excerpt(', '.join(map(repr, dupes)))} more than once")
     return value
 
 
@@ -153,7 +147,7 @@ class SweepRangeConfig(_Strict):
     @model_validator(mode="after")
     def _increasing(self) -> "SweepRangeConfig":
         if not self.min < self.max:
-            raise ValueError(f"min must be < max (got min {_show(self.min)}, max {_show(self.max)})")
+            raise ValueError(f"min must be < max (got min {show_value(self.min)}, max {show_value(self.max)})")
         return self
 
     def values(self) -> list[float]:
@@ -187,7 +181,7 @@ class SweepConfig(_Strict):
             raise ValueError(f"lists {len(value):,} values; a sweep takes at most {MAX_SWEEP}")
         dupes = sorted(v for v, n in Counter(value).items() if n > 1)
         if dupes:
-            raise ValueError(f"lists {_excerpt(', '.join(map(_show, dupes)))} more than once")
+            raise ValueError(f"lists {excerpt(', '.join(map(show_value, dupes)))} more than once")
         return value
 
     @field_validator("select")
@@ -196,14 +190,14 @@ class SweepConfig(_Strict):
         if value == "auto":
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"must be auto or one of the swept values (got {_show(value)})")
+            raise ValueError(f"must be auto or one of the swept values (got {show_value(value)})")
         kinds = [k for k in ("bandwidths", "quantiles", "range") if info.data.get(k) is not None]
         if len(kinds) == 1:  # else the sweep itself is wrong, and says so
             values = _swept_values(info.data[kinds[0]])
             if _match(value, values) is None:
                 what = "quantiles" if kinds[0] == "quantiles" else "swept bandwidths"
-                raise ValueError(f"{_show(value)} is not one of the {what} "
-                                 f"({_excerpt(', '.join(f'{v:.10g}' for v in values), 4 * MAX_ECHO)}); "
+                raise ValueError(f"{show_value(value)} is not one of the {what} "
+                                 f"({excerpt(', '.join(f'{v:.10g}' for v in values), 4 * MAX_ECHO)}); "
                                  "use one of them or auto")
         return float(value)
 
@@ -301,7 +295,7 @@ class ClusterConfig(_Strict):
         if value is not None and not _ADDRESS_RE.match(value):
             raise ValueError(
                 f"must look like tcp://host:port or tls://host:port, or be null for a local "
-                f"cluster (got {_show(value)})"
+                f"cluster (got {show_value(value)})"
             )
         return value
 
@@ -311,10 +305,10 @@ class ClusterConfig(_Strict):
         if value is None or value == "auto":
             return value
         if isinstance(value, bool):
-            raise ValueError(f"must be 'auto', a size like '4GiB', a number of bytes or null (got {_show(value)})")
+            raise ValueError(f"must be 'auto', a size like '4GiB', a number of bytes or null (got {show_value(value)})")
         if isinstance(value, (int, float)):
             if value < 0:
-                raise ValueError(f"must be >= 0 (got {_show(value)})")
+                raise ValueError(f"must be >= 0 (got {show_value(value)})")
             return value
         if isinstance(value, str):
             from dask.utils import parse_bytes
@@ -322,9 +316,9 @@ class ClusterConfig(_Strict):
             try:
                 parse_bytes(value)
             except (ValueError, TypeError):
-                raise ValueError(f"is not a memory size like '4GiB' (got {_show(value)})") from None
+                raise ValueError(f"is not a memory size like '4GiB' (got {show_value(value)})") from None
             return value
-        raise ValueError(f"must be 'auto', a size like '4GiB', a number of bytes or null (got {_show(value)})")
+        raise ValueError(f"must be 'auto', a size like '4GiB', a number of bytes or null (got {show_value(value)})")
 
     _persist_ok = field_validator("persist")(_check_auto_or_bool)
 
@@ -335,7 +329,7 @@ class ClusterConfig(_Strict):
             return value
         if isinstance(value, int) and 0 <= value <= 65535:
             return value
-        raise ValueError(f"must be true, false or a port number 0-65535 (got {_show(value)})")
+        raise ValueError(f"must be true, false or a port number 0-65535 (got {show_value(value)})")
 
     @model_validator(mode="after")
     def _tls_needs_tls_address(self) -> "ClusterConfig":
@@ -411,7 +405,7 @@ class Config(_Strict):
     def _cross_checks(self) -> "Config":
         if self.input.columns and self.output.label_column in self.input.columns:
             raise ValueError(
-                f"output.label_column {_show(self.output.label_column)} is also a feature column in input.columns"
+                f"output.label_column {show_value(self.output.label_column)} is also a feature column in input.columns"
             )
         return self
 
@@ -470,8 +464,8 @@ def parse_config(data: Any, *, source: str = "config") -> Config:
     if data is None:
         raise ConfigError(f"{source}: the file is empty; it needs at least input.path and output.path")
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections (input, model, ...) at the top level, got {_kind(data)}")
-    _check_expanded_size(data, source)
+        raise ConfigError(f"{source}: expected a mapping of sections (input, model, ...) at the top level, got {kind_of(data)}")
+    check_expanded_size(data, source)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
@@ -505,293 +499,10 @@ def load_config(path: Union[str, os.PathLike]) -> Config:
         message names the file and line), uses Python object tags, expands to more than
         :data:`MAX_CONFIG_VALUES` values through its aliases, or does not match the schema.
     """
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)  # not stat(): a FIFO or /dev/zero has no size
-    except FileNotFoundError:
-        raise ConfigError(f"config file '{path}' does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file '{path}' is a directory") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file '{path}': {exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: the file is larger than {MAX_CONFIG_BYTES >> 20} MiB; a job config is a few "
-                          "hundred bytes (is this the right file?)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read config file '{path}': not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
-    except _TooLarge as exc:
-        raise ConfigError(f"{path}{_where(exc)}: {exc.problem}") from None
-    except yaml.constructor.ConstructorError as exc:
-        raise ConfigError(f"{path}{_where(exc)}: {_constructor_problem(exc)}") from None
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
-        context = getattr(exc, "context", None)
-        detail = f"{context}, {problem}" if context else problem
-        raise ConfigError(f"{path}{_where(exc)}: invalid YAML: {_excerpt(detail)}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
-    return parse_config(data, source=str(path))
-
-
-class _TooLarge(yaml.YAMLError):
-    """A mapping whose merge keys (``<<: *anchor``) expand beyond MAX_CONFIG_VALUES entries."""
-
-    def __init__(self, node: yaml.Node) -> None:
-        super().__init__()
-        self.problem_mark = node.start_mark
-        self.problem = (f"too large: merge keys ('<<') expand this mapping beyond {MAX_CONFIG_VALUES:,} entries "
-                        f"(at most {MAX_CONFIG_VALUES:,} values are accepted)")
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, with merge keys bounded while they are expanded.
-
-    Plain aliases share one constructed object per anchor (cheap to load; their expansion is
-    measured afterwards by :func:`_check_expanded_size`), but merge keys copy entries into each
-    mapping as it is built, so nested merges could grow exponentially during loading.
-    """
-
-    def flatten_mapping(self, node: yaml.MappingNode) -> None:
-        super().flatten_mapping(node)
-        if len(node.value) > MAX_CONFIG_VALUES:
-            raise _TooLarge(node)
-
-
-def _expanded_sizes(data: Any) -> Optional[dict[int, int]]:
-    """Scalars (and keys) in every list/mapping of ``data``, shared (aliased) parts counted each time.
-
-    Linear in the number of distinct containers, however large the expansion. Returns
-    ``{id(container): size}``, or None if a container contains itself (a recursive alias).
-    """
-    sizes: dict[int, int] = {}
-    open_ids: set[int] = set()  # containers on the current path
-    stack: list[tuple[Any, bool]] = [(data, False)]
-    while stack:
-        obj, finished = stack.pop()
-        children = list(obj.values()) if isinstance(obj, dict) else obj
-        key = id(obj)
-        if finished:
-            # scalars count 1, and so do the keys of a mapping
-            own = len(obj) if isinstance(obj, dict) else 0
-            sizes[key] = own + sum(sizes[id(c)] if isinstance(c, (list, dict)) else 1 for c in children)
-            open_ids.discard(key)
-        elif key in open_ids:
-            return None
-        elif key not in sizes:
-            open_ids.add(key)
-            stack.append((obj, True))
-            stack.extend((c, False) for c in children if isinstance(c, (list, dict)))
-    return sizes
-
-
-def _check_expanded_size(data: dict, source: str) -> None:
-    """Refuse a document with more than MAX_CONFIG_VALUES values once its aliases are expanded,
-    naming the deepest key whose value alone is too large."""
-    sizes = _expanded_sizes(data)
-    if sizes is not None and sizes[id(data)] <= MAX_CONFIG_VALUES:
-        return
-    loc: list[Any] = []
-    node: Any = data
-    seen: set[int] = set()
-    while isinstance(node, dict) and id(node) not in seen:
-        seen.add(id(node))
-        # follow a value that is alone too large (or recursive) down to the key that holds it
-        if sizes is None:
-            big = [k for k, v in node.items() if isinstance(v, (list, dict)) and _expanded_sizes(v) is None]
-        else:  # the largest (the last of equals: anchors tend to come before their use)
-            big = sorted((sizes[id(v)], i, k) for i, (k, v) in enumerate(node.items())
-                         if isinstance(v, (list, dict)) and sizes[id(v)] > MAX_CONFIG_VALUES)
-            big = [k for *_, k in big[-1:]]
-        if not big:
-            break
-        loc.append(big[0])
-        node = node[big[0]]
-    where = _excerpt(_dotted(tuple(loc))) if loc else source
-    if sizes is None:
-        raise ConfigError(f"{where}: a YAML alias refers to the value that contains it (an endless value)")
-    raise ConfigError(f"{where}: too large: {sizes[id(node)]:,} values once YAML aliases are expanded "
-                      f"(at most {MAX_CONFIG_VALUES:,} are accepted)")
-
-
-def _where(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    if mark is None:
-        return ""
-    return f": line {mark.line + 1}, column {mark.column + 1}"
-
-
-def _constructor_problem(exc: yaml.constructor.ConstructorError) -> str:
-    problem = exc.problem or str(exc)
-    tag = re.search(r"tag '([^']+)'", problem)
-    if tag:
-        shown = _excerpt(tag.group(1).replace("tag:yaml.org,2002:", "!!"))
-        return f"YAML tag '{shown}' is not allowed (only plain YAML values are accepted)"
-    return _excerpt(problem)
-
-
-# --------------------------------------------------------------------------------------------
-# Error formatting
-
-
-def _show(value: Any) -> str:
-    """Show a config value the way the user wrote it in YAML, at most MAX_ECHO characters."""
-    return _excerpt(_render(value, MAX_ECHO + 1))
-
-
-def _render(value: Any, budget: int) -> str:
-    """``value`` as YAML-ish text, stopping once ``budget`` characters are produced: a value may
-    stand for billions of items (aliases), so it is never serialised whole."""
-    if isinstance(value, str):
-        return repr(value[:budget])
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value)) if abs(value) < 1e16 else repr(value)
-    if isinstance(value, (list, dict)):
-        items = value.items() if isinstance(value, dict) else value
-        text = "{" if isinstance(value, dict) else "["
-        for item in items:
-            if len(text) > budget:
-                break
-            if isinstance(value, dict):
-                key, item = item
-                text += json.dumps(str(key)[:budget]) + ": "
-            text += (json.dumps(item[:budget]) if isinstance(item, str) else _render(item, budget - len(text))) + ", "
-        return text.removesuffix(", ") + ("}" if isinstance(value, dict) else "]")
-    try:
-        return json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _excerpt(text: str, limit: int = MAX_ECHO) -> str:
-    """``text`` cut to ``limit`` characters, with "..." when cut."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _dotted(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _section_model(loc: tuple) -> Optional[type[BaseModel]]:
-    """The model class that holds the mapping at ``loc`` (for 'did you mean')."""
-    model: type[BaseModel] = Config
-    for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            return None
-        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
-        sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if sub is None:
-            return None
-        model = sub
-    return model
-
-
-def _unknown_key_message(loc: tuple) -> str:
-    key = str(loc[-1])
-    shown = _excerpt(_dotted(loc))
-    model = _section_model(loc[:-1])
-    if model is None:
-        return f"unknown key '{shown}'"
-    known = list(model.model_fields)
-    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    prefix = _dotted(loc[:-1])
-    if near:
-        suggestion = f"{prefix}.{near[0]}" if prefix else near[0]
-        return f"unknown key '{shown}' (did you mean '{suggestion}'?)"
-    where = f"in {prefix}" if prefix else "at the top level"
-    return f"unknown key '{shown}' (valid keys {where}: {', '.join(known)})"
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _error_message(err: dict) -> str:
-    """One pydantic error → ``key: what is wrong (got X)``."""
-    loc = tuple(err.get("loc", ()))
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return _unknown_key_message(loc)
-    where = _dotted(loc) or "config"
-    ctx = err.get("ctx") or {}
-    value = err.get("input")
-    got = f" (got {_show(value)})"
-    if kind == "missing":
-        return f"{where}: required key is missing"
-    if kind == "value_error":
-        msg = str(ctx.get("error", err.get("msg", "")))
-        return f"{_dotted(loc)}: {msg}" if loc else msg
-    if kind in ("float_type", "int_type", "bool_type", "string_type", "list_type", "dict_type", "model_type"):
-        wanted = {
-            "float_type": "a number",
-            "int_type": "an integer",
-            "bool_type": "true or false",
-            "string_type": "a string",
-            "list_type": "a list",
-            "dict_type": "a mapping",
-            "model_type": "a mapping",
-        }[kind]
-        hint = ""
-        if kind == "float_type" and isinstance(value, str) and _FLOATISH_RE.match(value.strip()):
-            hint = "; YAML reads numbers like 1e-3 as text, write 1.0e-3"
-        elif kind == "bool_type" and isinstance(value, str):
-            hint = "; write true or false without quotes"
-        return f"{where}: must be {wanted}, not {_kind(value)}{got[:-1]}{hint})"
-    bounds = {
-        "greater_than": (">", "gt"),
-        "greater_than_equal": (">=", "ge"),
-        "less_than": ("<", "lt"),
-        "less_than_equal": ("<=", "le"),
-    }
-    if kind in bounds:
-        op, key = bounds[kind]
-        return f"{where}: must be {op} {_number(ctx.get(key))}{got}"
-    if kind == "finite_number":
-        return f"{where}: must be a finite number{got}"
-    if kind == "literal_error":
-        return f"{where}: must be one of {ctx.get('expected', '')}{got}"
-    if kind in ("too_short", "too_long"):
-        return f"{where}: {err.get('msg', kind).lower()}{got}"
-    return f"{where}: {err.get('msg', kind)}{got}"
+    return parse_config(read_yaml_file(path), source=str(path))
 
 
 def format_validation_error(exc: ValidationError) -> str:
-    """One line for a pydantic ValidationError: up to three ``key: problem`` messages."""
-    messages: list[str] = []
-    for err in exc.errors(include_url=False):
-        msg = _error_message(err)
-        if msg not in messages:
-            messages.append(msg)
-    shown = "; ".join(messages[:3])
-    if len(messages) > 3:
-        shown += f"; and {len(messages) - 3} more"
-    return shown
+    """One line for a ValidationError of :class:`Config` or one of its sections (see
+    :func:`dshift.config_text.format_validation_error`)."""
+    return _format_error(exc, Config)
