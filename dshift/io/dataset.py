@@ -22,7 +22,7 @@ from dshift.errors import UserError
 from dshift.io._fs import glob_base, has_glob, url_to_fs
 from dshift.io.filters import check_filter_types, pruned_index
 from dshift.io.hive import HiveKeys, discover_keys
-from dshift.io.outputs import is_write_error
+from dshift.io.faults import is_write_error
 
 __all__ = [
     "PARQUET_EXTENSIONS",
@@ -289,7 +289,7 @@ def read_errors_as_user_errors(url: str, *, writing: Optional[str] = None) -> It
         The input, named in the message.
     writing : str, optional
         Where the computation in the block also writes (the labels): errors of that writing
-        (:func:`dshift.io.outputs.is_write_error`) are not the input's and are re-raised as
+        (:func:`dshift.io.faults.is_write_error`) are not the input's and are re-raised as
         they are, for the output's stage to name (a full disk must not blame the input).
     """
     try:

@@ -9,7 +9,7 @@ complete, by the one job holding the output's lock, see :class:`OutputStage`;
 Storage faults while writing the output (no space, quota, read-only file system, no
 permission), on the driver or on the workers, become a
 :class:`~dshift.errors.StorageError` naming ``output.path`` and the cause
-(:meth:`OutputStage.writing`, :func:`is_write_error`).
+(:meth:`OutputStage.writing`, :mod:`dshift.io.faults`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from dshift.errors import StorageError, UserError
 from dshift.io._fs import glob_base, has_glob, url_to_fs
+from dshift.io.faults import storage_error
 from dshift.io.locks import OutputLock
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
     "COMMITTING_MARKER",
     "check_paths_disjoint",
     "OutputStage",
-    "is_write_error",
     "discard_open_stages",
     "write_bytes",
     "write_json",
@@ -53,20 +53,6 @@ SUCCESS_MARKER = "_SUCCESS"
 # Written first into an object-store output during a commit, removed after _SUCCESS: an output
 # prefix holding it (and no _SUCCESS) is a half-copied leftover of a killed job.
 COMMITTING_MARKER = "_DSHIFT_COMMITTING"
-
-# Storage faults: errno -> (cause, what to do). {what} is the output's setting.
-_FAULTS = {
-    errno.ENOSPC: ("no space left on device", "free space or choose another {what}"),
-    errno.EDQUOT: ("disk quota exceeded", "free space within the quota or choose another {what}"),
-    errno.EROFS: ("read-only file system", "remount it read-write or choose another {what}"),
-    errno.EACCES: ("permission denied", "grant write access to {parent!r} or choose another {what}"),
-    errno.EPERM: ("operation not permitted", "grant write access to {parent!r} or choose another {what}"),
-}
-# Only writes fail with these: an error carrying one in a job that reads and writes is the output's.
-_WRITE_ONLY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
-# dask's Parquet writer runs every write of a to_parquet task (files, directories, uploads)
-# inside this function; distributed keeps the worker's frames in the re-raised traceback.
-_WRITER_FUNCTION = "write_partition"
 
 _open_stages: set = set()  # stages with a lock or staging directory, for discard_open_stages()
 _open_stages_lock = threading.Lock()
@@ -387,17 +373,8 @@ class OutputStage:
         StorageError
             ``output: cannot write '<output>' (<cause>); <what to do>``.
         """
-        what = self.what
-        if exc.errno in _FAULTS:
-            cause, hint = _FAULTS[exc.errno]
-        elif isinstance(exc, PermissionError):  # object stores: AccessDenied & co, no errno
-            cause = f"access denied: {_first_line(exc)}"
-            hint = "check the credentials and the permissions of the bucket, or choose another {what}"
-        else:
-            cause, hint = f"{type(exc).__name__}: {_first_line(exc)}", None
         parent = self.parent if self.local else self.fs.unstrip_protocol(self.parent)
-        message = f"output: cannot {doing} {self.url!r} ({cause})"
-        return StorageError(message + (f"; {hint.format(what=what, parent=parent)}" if hint else ""))
+        return storage_error(exc, self.url, parent, self.what, doing)
 
     def __enter__(self) -> "OutputStage":
         return self.open()
@@ -405,41 +382,6 @@ class OutputStage:
     def __exit__(self, exc_type, exc, tb) -> None:
         # Commit is explicit; leaving the block without it (an error) discards the staging dir.
         self.close()
-
-
-def is_write_error(exc: BaseException, url: str) -> bool:
-    """Whether an error of a computation that reads the input and writes under ``url`` came
-    from the writing.
-
-    By the file it names (under ``url``), by an errno only writes give (no space, quota,
-    read-only file system, file too large), or by the frames of the writer in its traceback
-    (kept by distributed for errors raised on workers).
-
-    Parameters
-    ----------
-    exc : BaseException
-        The error, as re-raised on the driver.
-    url : str
-        Where the computation writes.
-
-    Returns
-    -------
-    bool
-    """
-    if not isinstance(exc, OSError) or type(exc).__module__.startswith("distributed"):
-        return False
-    if exc.filename:
-        name, target = _strip_protocol(os.fsdecode(exc.filename)), _strip_protocol(url).rstrip("/")
-        if name == target or name.startswith(target + "/"):
-            return True
-    if exc.errno in _WRITE_ONLY_ERRNOS:
-        return True
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_name == _WRITER_FUNCTION:
-            return True
-        tb = tb.tb_next
-    return False
 
 
 def discard_open_stages() -> list[str]:
@@ -467,14 +409,6 @@ def discard_open_stages() -> list[str]:
         if stage.local and stage.lock.held:
             stage.lock.release()
     return left
-
-
-def _strip_protocol(path: str) -> str:
-    return path.split("://", 1)[1] if "://" in path else path
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
 def _exchange_paths(a: str, b: str) -> bool:
