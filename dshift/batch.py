@@ -285,7 +285,7 @@ def check_seed_count(n_seeds: int, source: str, model: ModelConfig, bandwidth: O
     n_seeds : int
         Seeds the run would climb (a lower bound is fine: ``dshift validate`` counts a sample).
     source : str
-        Where they come from (see :func:`dshift.estimator.fit_stages`).
+        Where they come from (see :func:`dshift.estimator.fit_many`).
     model : ModelConfig
     bandwidth : float, optional
         The bandwidth in use (for the message).

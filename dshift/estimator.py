@@ -68,37 +68,6 @@ def _explicit_seeds(seeds, n_features: int) -> np.ndarray:
     return arr
 
 
-def fit_stages(
-    data: _input.Prepared,
-    *,
-    bandwidth: float | None,
-    seeds,
-    bin_seeding: bool,
-    min_bin_freq: int,
-    cluster_all: bool,
-    max_iter: int,
-    n_jobs: int | None,
-    on_seeds: Callable[[int, str], None] | None = None,
-) -> FitResult:
-    """Run dshift's stages on prepared input (parameters already validated).
-
-    Parameters
-    ----------
-    on_seeds : callable, optional
-        Called as ``on_seeds(n_seeds, source)`` once the number of seeds is known and
-        before any shifting. ``source`` is ``"seeds"`` (explicit), ``"bins"``, ``"points"``
-        (every row, bin seeding off) or ``"lone-bins"`` (bin seeding put every row in a bin
-        of its own, so every row is a seed). The batch job refuses runs with too many
-        seeds there; the library never does.
-
-    Returns
-    -------
-    FitResult
-    """
-    return fit_many(data, bandwidths=[bandwidth], seeds=seeds, bin_seeding=bin_seeding, min_bin_freq=min_bin_freq,
-                    cluster_all=cluster_all, max_iter=max_iter, n_jobs=n_jobs, on_seeds=on_seeds)[0]
-
-
 def fit_many(
     data: _input.Prepared,
     *,
@@ -125,7 +94,11 @@ def fit_many(
     seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, n_jobs
         As in :class:`MeanShift`.
     on_seeds : callable, optional
-        See :func:`fit_stages`; called once per bandwidth.
+        Called as ``on_seeds(n_seeds, source)`` once per bandwidth, in order, when its number
+        of seeds is known and before any shifting. ``source`` is ``"seeds"`` (explicit),
+        ``"bins"``, ``"points"`` (every row, bin seeding off) or ``"lone-bins"`` (bin seeding
+        put every row in a bin of its own, so every row is a seed). The batch job refuses
+        runs with too many seeds there; the library never does.
 
     Returns
     -------
@@ -365,9 +338,9 @@ class MeanShift(ClusterMixin, BaseEstimator):
         self : MeanShift
         """
         data = _input.prepare(self, X, reset=True, sample_weight=sample_weight)
-        result = fit_stages(
+        (result,) = fit_many(
             data,
-            bandwidth=self.bandwidth,
+            bandwidths=[self.bandwidth],
             seeds=self.seeds,
             bin_seeding=self.bin_seeding,
             min_bin_freq=self.min_bin_freq,

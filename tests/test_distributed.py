@@ -217,15 +217,15 @@ def test_distributed_no_seed_array_in_the_graphs(client):
 def test_unknown_chunk_lengths_counted_by_the_first_pass(name, numpy_fits):
     """The batch job's path: row chunk lengths unknown (no counting pass), a row-count bound."""
     from dshift import _input
-    from dshift.estimator import fit_stages
+    from dshift.estimator import fit_many
 
     X, params = PARAMS[name]
     frame = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c"]), npartitions=5)
     arr = frame.to_dask_array()  # lengths unknown
     assert _input.lengths_unknown(arr)
     data = _input.prepare_array(arr, n_rows_hint=10 * N)
-    res = fit_stages(data, bandwidth=params["bandwidth"], seeds=None, bin_seeding=params.get("bin_seeding", False),
-                     min_bin_freq=1, cluster_all=params.get("cluster_all", True), max_iter=300, n_jobs=None)
+    (res,) = fit_many(data, bandwidths=[params["bandwidth"]], seeds=None, bin_seeding=params.get("bin_seeding", False),
+                      min_bin_freq=1, cluster_all=params.get("cluster_all", True), max_iter=300, n_jobs=None)
     ref = numpy_fits[name]
     assert np.array_equal(res.cluster_centers, ref.cluster_centers_) and res.n_iter == ref.n_iter_
     np.testing.assert_array_equal(res.labels.compute(), ref.labels_)
