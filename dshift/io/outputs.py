@@ -359,20 +359,8 @@ class OutputStage:
             raise self.storage_error(exc, doing) from None
 
     def storage_error(self, exc: OSError, doing: str = "write") -> StorageError:
-        """The one-line error for an OSError writing this output.
-
-        Parameters
-        ----------
-        exc : OSError
-            From the driver or a worker (errno kept; object stores: PermissionError without one).
-        doing : str
-            The verb of the message.
-
-        Returns
-        -------
-        StorageError
-            ``output: cannot write '<output>' (<cause>); <what to do>``.
-        """
+        """The one-line error for an OSError writing this output
+        (:func:`dshift.io.faults.storage_error`, ``doing`` its verb)."""
         parent = self.parent if self.local else self.fs.unstrip_protocol(self.parent)
         return storage_error(exc, self.url, parent, self.what, doing)
 
