@@ -196,3 +196,28 @@ def reference_weighted_fit(X, w, bandwidth, max_iter=300):
         positions.append(m)
         intensities.append(float(mass))
     return reference_merge(np.array(positions), np.array(intensities), bandwidth)
+
+
+def ball_sums_count(index, centers, bandwidth):
+    """:func:`dshift.ballsums.ball_sums` as (count, s, c): the mass column of unit weights is the point count."""
+    from dshift.ballsums import ball_sums
+
+    s, c = ball_sums(index, centers, bandwidth)
+    assert s.shape == c.shape and np.all(c[:, -1] == 0)  # counts are exact
+    return s[:, -1].astype(np.int64), s[:, :-1], c[:, :-1]
+
+
+def check_ball_sums(X, centers, bandwidth, leaf_size):
+    """Ball sums of an index over ``X`` against brute force: counts equal, sums correctly rounded."""
+    from dshift.index import build_index
+
+    ix = build_index(X, leaf_size=leaf_size)
+    count, s, c = ball_sums_count(ix, centers, bandwidth)
+    assert count.dtype == np.int64 and count.shape == (len(centers),)
+    assert s.shape == c.shape == (len(centers), X.shape[1])
+    for q, m in enumerate(np.asarray(centers, dtype=np.float64)):
+        inside = brute_ball(X, m, bandwidth)
+        assert count[q] == inside.sum(), (q, count[q], inside.sum())
+        # compensated sum rounds to the correctly rounded sum
+        np.testing.assert_array_equal(s[q] + c[q], exact_sum(X[inside]) if inside.any() else np.zeros(X.shape[1]))
+    return count
