@@ -15,7 +15,6 @@ import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from dshift import _dask
 
@@ -72,6 +71,8 @@ def _dask_weights(sample_weight, n_rows: int, row_chunks: tuple) -> tuple[da.Arr
         if w.ndim != 1 or w.shape[0] != n_rows:
             raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n_rows},)!")
         return w.astype(np.float64).rechunk((row_chunks,)), False
+    from sklearn.utils.validation import _check_sample_weight  # see prepare()
+
     w = _check_sample_weight(sample_weight, np.empty((n_rows, 0)), ensure_non_negative=True)
     return da.from_array(np.asarray(w, dtype=np.float64), chunks=(row_chunks,)), True
 
@@ -183,6 +184,10 @@ def prepare(estimator, X, *, reset: bool, sample_weight=None) -> Prepared:
             raise ValueError(f"sample_weight={sample_weight!r} names no column of X.")
         X, sample_weight = X.drop(columns=[sample_weight]), X[sample_weight]
     if not is_dask(X):
+        # Imported here: Dask workers import this module's helpers, and scikit-learn's
+        # validation (with scipy) would add a second to every worker's start.
+        from sklearn.utils.validation import _check_sample_weight, validate_data
+
         Xv = validate_data(estimator, X, reset=reset)
         arr = as_row_chunked(Xv)
         if sample_weight is None:

@@ -272,9 +272,34 @@ def _warm_kernels(client) -> None:
 
 def _warm() -> None:
     with contextlib.suppress(Exception):  # only a head start: the job loads what it needs anyway
-        from dshift.estimator import warm_up
-
         warm_up()
+
+
+def warm_up() -> None:
+    """Load the compiled kernels of a fit (numba's on-disk cache) by running each stage once
+    on a tiny input, without Dask, importing only the stage modules a worker runs (not
+    scikit-learn). A fresh process pays about half a second for this; the batch job has its
+    workers do it while the job starts."""
+    import numpy as np
+
+    from dshift import partition
+    from dshift.assigning import assign_labels, center_index
+    from dshift.dedup import sample_hashes
+    from dshift.index import build_group_index
+    from dshift.merging import block_modes, centers_from_modes, merge_mode_tables
+    from dshift.seeding import scan_chunk
+    from dshift.shifting import advance, block_query, block_sums, new_block
+
+    X = np.linspace(0.0, 3.0, 120).reshape(40, 3)
+    sample_hashes(X, 0.5)  # the read pass's deduplication sample
+    scan_chunk(X, (1.0,))
+    block = new_block(X[:8], np.arange(8))
+    query = block_query(block, 1.0)
+    done = advance(block, query, block_sums(build_group_index([X], [None]), query, 1.0), 1.0, 0, 0, X.dtype)
+    centers = centers_from_modes(merge_mode_tables(block_modes(done, X.dtype)), 1.0)
+    assign_labels(X, center_index(np.vstack([centers, X + 10.0])), 1.0, False)
+    cells = partition.plan(X, 2)
+    partition.split(X, np.arange(len(X)), cells)
 
 
 def _close_http_servers(client, *, keep_scheduler: bool) -> None:

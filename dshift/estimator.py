@@ -24,23 +24,22 @@ from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
 
-from dshift import _dask, _input, partition
-from dshift.assigning import assign_labels, center_index, label_array
+from dshift import _dask, _input
+from dshift.assigning import label_array
 from dshift.bandwidth import estimate_bandwidth
-from dshift.index import ChunkIndex, build_index
-from dshift.merging import block_modes, centers_from_modes, merge_blocks, merge_mode_tables
+from dshift.index import build_group_index
+from dshift.merging import merge_blocks
 from dshift.seeding import (
     bin_seed_blocks,
     bins_fit,
     point_samples,
     point_seed_blocks,
     scan,
-    scan_chunk,
     scan_graph,
     summarize_scan,
     weight_blocks,
 )
-from dshift.shifting import advance, block_query, block_sums, blocks_from_array, climb_many, new_block
+from dshift.shifting import blocks_from_array, climb_many
 
 log = logging.getLogger("dshift")
 
@@ -139,7 +138,7 @@ def fit_many(
     # (every point may end up a seed: bins can fail) and the checks of Dask weights.
     # In-memory input was validated already and needs the scan only for bins.
     chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
-    indexes = [delayed(_group_index, pure=True)([chunks[i] for i in group], [weight_chunks[i] for i in group])
+    indexes = [delayed(build_group_index, pure=True)([chunks[i] for i in group], [weight_chunks[i] for i in group])
                for group in _dask.index_groups(X.chunks[0], n_features)]
     kept_trees = not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3))
     bin_sizes = tuple(bandwidths[i] for i in binned)
@@ -212,29 +211,6 @@ def fit_many(
         lap("assign")
     return [FitResult(c, lab, cl.n_iter, bw, n, dict(timings), at)
             for c, lab, cl, (_, bw), n, at in zip(centers, labels, climbed, runs, n_seeds, kept_centers)]
-
-
-def _group_index(chunks: list[np.ndarray], weights: list) -> ChunkIndex:
-    """One spatial index over consecutive row chunks (fewer, larger trees: less work per seed)."""
-    rows = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-    if weights[0] is None:
-        return build_index(rows)
-    return build_index(rows, weights[0] if len(weights) == 1 else np.concatenate(weights))
-
-
-def warm_up() -> None:
-    """Load the compiled kernels of a fit (numba's on-disk cache) by running each stage once
-    on a tiny input, without Dask. A fresh process pays about half a second for this; the
-    batch job has its workers do it while the job starts (:mod:`dshift.cluster`)."""
-    X = np.linspace(0.0, 3.0, 120).reshape(40, 3)
-    scan_chunk(X, (1.0,))
-    block = new_block(X[:8], np.arange(8))
-    query = block_query(block, 1.0)
-    done = advance(block, query, block_sums(_group_index([X], [None]), query, 1.0), 1.0, 0, 0, X.dtype)
-    centers = centers_from_modes(merge_mode_tables(block_modes(done, X.dtype)), 1.0)
-    assign_labels(X, center_index(np.vstack([centers, X + 10.0])), 1.0, False)
-    cells = partition.plan(X, 2)
-    partition.split(X, np.arange(len(X)), cells)
 
 
 def _persist_together(groups: dict[str, list], n_jobs: int | None) -> dict[str, list]:
