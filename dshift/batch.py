@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -20,11 +20,13 @@ from dshift._input import prepare_array
 from dshift.bandwidth import bandwidth_estimator
 from dshift.config import Config, ModelConfig
 from dshift.dedup import distinct_fraction, distributed_deduplicate
+from dshift.engine import FitResult, fit_many
 from dshift.errors import UserError
-from dshift.estimator import FitResult, fit_many
 from dshift.io.inputs import InputData, InputSource
 from dshift.report import Stopwatch
-from dshift.sweep import Choice, order_bandwidths, summarize
+
+if TYPE_CHECKING:
+    from dshift.sweep import Choice
 
 __all__ = ["choose_bandwidth", "deduplicate_rows", "fit_model", "fit_models", "sweep_bandwidths", "SweepOutcome",
            "check_seed_count", "precheck_seeds", "DEDUP_SAMPLE_ROWS"]
@@ -93,7 +95,7 @@ def fit_model(X, bandwidth: float, model: ModelConfig, weights=None) -> FitResul
 
 
 def fit_models(X, bandwidths: Sequence[float], model: ModelConfig, weights=None) -> list[FitResult]:
-    """One fit per bandwidth, sharing every pass over the data (:func:`dshift.estimator.fit_many`).
+    """One fit per bandwidth, sharing every pass over the data (:func:`dshift.engine.fit_many`).
 
     Parameters
     ----------
@@ -188,6 +190,8 @@ def sweep_bandwidths(data: InputData, X, weights, model: ModelConfig, clock: Sto
     -------
     SweepOutcome
     """
+    from dshift.sweep import order_bandwidths, summarize  # scikit-learn's import: for sweeps only
+
     sweep = model.sweep
     with clock.phase("bandwidth"):
         values = _swept_bandwidths(data.X, model, data.weights)
@@ -285,7 +289,7 @@ def check_seed_count(n_seeds: int, source: str, model: ModelConfig, bandwidth: O
     n_seeds : int
         Seeds the run would climb (a lower bound is fine: ``dshift validate`` counts a sample).
     source : str
-        Where they come from (see :func:`dshift.estimator.fit_many`).
+        Where they come from (see :func:`dshift.engine.fit_many`).
     model : ModelConfig
     bandwidth : float, optional
         The bandwidth in use (for the message).

@@ -1,7 +1,7 @@
 """Bandwidth sweeps: one exact fit per bandwidth in one job, a table, and a suggested bandwidth.
 
 The bandwidth is the one decision mean shift leaves to its user. The expensive parts of a fit
-do not depend on it: :func:`dshift.estimator.fit_many` reads and indexes the data once for all
+do not depend on it: :func:`dshift.engine.fit_many` reads and indexes the data once for all
 bandwidths and climbs their seeds together, one pass per step, each result equal to the
 separate fit of its bandwidth. This module turns those results into a table (clusters, seeds,
 iterations, cluster shares per bandwidth) and suggests a bandwidth with :func:`select_bandwidth`.
@@ -45,7 +45,8 @@ from sklearn.utils._param_validation import Interval, validate_params
 
 from dshift import _dask, _input
 from dshift.bandwidth import bandwidth_estimator
-from dshift.estimator import FitResult, MeanShift, _n_threads, fit_many
+from dshift.engine import FitResult, _n_threads, fit_many
+from dshift.estimator import MeanShift
 
 __all__ = ["BandwidthSweep", "Choice", "bandwidth_sweep", "select_bandwidth", "order_bandwidths", "summarize"]
 
@@ -247,7 +248,7 @@ def cluster_sizes(results: Sequence[FitResult], weights=None, n_jobs: int | None
     Parameters
     ----------
     results : sequence of FitResult
-        From :func:`dshift.estimator.fit_many` on the same data.
+        From :func:`dshift.engine.fit_many` on the same data.
     weights : ndarray or dask.array.Array, optional
         Row weights (chunked like the data when lazy).
     n_jobs : int, optional

@@ -217,7 +217,7 @@ def test_distributed_no_seed_array_in_the_graphs(client):
 def test_unknown_chunk_lengths_counted_by_the_first_pass(name, numpy_fits):
     """The batch job's path: row chunk lengths unknown (no counting pass), a row-count bound."""
     from dshift import _input
-    from dshift.estimator import fit_many
+    from dshift.engine import fit_many
 
     X, params = PARAMS[name]
     frame = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c"]), npartitions=5)
