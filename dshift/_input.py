@@ -8,6 +8,7 @@ first pass over the data (:func:`dshift.seeding.scan`).
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 import dask
@@ -15,6 +16,7 @@ import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+from dask.delayed import delayed
 
 from dshift import _dask
 
@@ -42,9 +44,20 @@ class Prepared(NamedTuple):
     n_rows_hint: int | None = None  # rows at most, while the row chunks' lengths are unknown
 
 
+def _weight_counts(w: np.ndarray) -> np.ndarray:
+    """NaN, infinite, negative and positive weights of one block."""
+    return np.array([np.isnan(w).sum(), np.isinf(w).sum(), (w < 0).sum(), (w > 0).sum()], dtype=np.int64)
+
+
 def weight_checks(weights: da.Array) -> list:
-    """Lazy counts that decide whether Dask weights are valid (compute them with the first pass)."""
-    return [da.isnan(weights).sum(), da.isinf(weights).sum(), (weights < 0).sum(), (weights > 0).sum()]
+    """Lazy counts that decide whether Dask weights are valid (compute them with the first pass).
+
+    Read from ``weights.to_delayed()``, the blocks every pass reads: a distributed scheduler
+    warns of (and may fail on) a key that a later pass resubmits with other tasks.
+    """
+    blocks = [delayed(_weight_counts, pure=True)(b) for b in weights.to_delayed().ravel()]
+    totals = _dask.tree_reduce(blocks, operator.add)
+    return [totals[i] for i in range(4)]
 
 
 def check_weights(n_nan: int, n_inf: int, n_negative: int, n_positive: int) -> None:
@@ -70,6 +83,8 @@ def _dask_weights(sample_weight, n_rows: int, row_chunks: tuple) -> tuple[da.Arr
             w = w.reshape(-1)
         if w.ndim != 1 or w.shape[0] != n_rows:
             raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n_rows},)!")
+        if np.issubdtype(w.dtype, np.complexfloating):  # as scikit-learn: never drop the imaginary part
+            raise ValueError(f"Complex data not supported in sample_weight (dtype {w.dtype}).")
         return w.astype(np.float64).rechunk((row_chunks,)), False
     from sklearn.utils.validation import _check_sample_weight  # see prepare()
 
@@ -160,6 +175,32 @@ def with_row_chunks(X: da.Array, rows: tuple) -> da.Array:
     return da.Array(X.dask, X.name, chunks=(tuple(int(r) for r in rows), *X.chunks[1:]), meta=X._meta)
 
 
+def split_weight_column(X, sample_weight):
+    """``(X, sample_weight)``, a weight given as a column's name taken out of the features.
+
+    Parameters
+    ----------
+    X : any supported input
+    sample_weight : any supported weights, or str
+        The name of a column of ``X`` (pandas or Dask DataFrame), or weights, passed through.
+
+    Returns
+    -------
+    X, sample_weight
+        ``X`` without that column, and the column.
+
+    Raises
+    ------
+    ValueError
+        If ``sample_weight`` is a str naming no column of ``X``.
+    """
+    if not isinstance(sample_weight, str):
+        return X, sample_weight
+    if not isinstance(X, (dd.DataFrame, pd.DataFrame)) or sample_weight not in X.columns:
+        raise ValueError(f"sample_weight={sample_weight!r} names no column of X.")
+    return X.drop(columns=[sample_weight]), X[sample_weight]
+
+
 def prepare(estimator, X, *, reset: bool, sample_weight=None) -> Prepared:
     """Validate ``X`` (and ``sample_weight``) for ``estimator`` and chunk it.
 
@@ -179,10 +220,7 @@ def prepare(estimator, X, *, reset: bool, sample_weight=None) -> Prepared:
     -------
     Prepared
     """
-    if isinstance(sample_weight, str):
-        if not isinstance(X, (dd.DataFrame, pd.DataFrame)) or sample_weight not in X.columns:
-            raise ValueError(f"sample_weight={sample_weight!r} names no column of X.")
-        X, sample_weight = X.drop(columns=[sample_weight]), X[sample_weight]
+    X, sample_weight = split_weight_column(X, sample_weight)
     if not is_dask(X):
         # Imported here: Dask workers import this module's helpers, and scikit-learn's
         # validation (with scipy) would add a second to every worker's start.

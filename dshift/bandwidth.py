@@ -23,6 +23,11 @@ log = logging.getLogger("dshift")
 MAX_EXACT_ROWS = 10_000
 """Rows above which ``n_samples=None`` means a sample of this many rows."""
 
+MAX_REPEATED_ROWS = 1 << 24
+"""Integer weights summing to at most this many rows have their repeated rows' distances
+summed as scikit-learn sums them (128 MiB at most); larger counts (aggregated data) take the
+weighted mean of the same k-th neighbour distances."""
+
 PERMUTATION_ROWS = 10_000_000
 """Up to this many rows, samples are scikit-learn's ``RandomState.permutation`` prefix
 (the same rows scikit-learn would pick); above it, an O(n_samples) draw."""
@@ -86,9 +91,11 @@ def _batched_mean(dist: np.ndarray) -> np.float64:
 def weighted_kth_neighbour_mean(x: np.ndarray, w: np.ndarray, quantile: float) -> np.float64:
     """The bandwidth formula for rows ``x`` standing for ``w`` rows each (pure NumPy in, float out).
 
-    Integer weights give scikit-learn's number on ``np.repeat(x, w, axis=0)`` exactly (same
-    distances, same summation order); other weights the same formula with the weighted
-    quantile ``sum(w) * quantile`` and the weighted mean.
+    Integer weights summing to at most :data:`MAX_REPEATED_ROWS` give scikit-learn's number on
+    ``np.repeat(x, w, axis=0)`` exactly (same distances, same summation order); larger integer
+    weights (counts of aggregated rows) the repeated rows' k-th neighbour, ``k = int(sum(w) *
+    quantile)``, and the weighted mean (never the ``sum(w)`` repeated distances); other weights
+    the weighted quantile ``sum(w) * quantile`` and the weighted mean.
 
     Parameters
     ----------
@@ -103,13 +110,12 @@ def weighted_kth_neighbour_mean(x: np.ndarray, w: np.ndarray, quantile: float) -
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
-    if np.all(w == np.round(w)):
-        counts = w.astype(np.int64)
-        n_rep = int(counts.sum())
-        dist = _kth_distances_weighted(x, w, float(max(int(n_rep * quantile), 1)))
-        return _batched_mean(np.repeat(dist, counts))
-    dist = _kth_distances_weighted(x, w, math.fsum(w) * quantile)
-    return np.float64(math.fsum(w * dist) / math.fsum(w))
+    total = math.fsum(w)
+    integral = bool(np.all(w == np.round(w)))
+    dist = _kth_distances_weighted(x, w, float(max(int(total * quantile), 1)) if integral else total * quantile)
+    if integral and total <= MAX_REPEATED_ROWS:  # repeated rows' distances, summed as scikit-learn does
+        return _batched_mean(np.repeat(dist, w.astype(np.int64)))
+    return np.float64(math.fsum(w * dist) / total)
 
 
 def kth_neighbour_mean(x: np.ndarray, quantile: float) -> np.float64:
@@ -170,8 +176,9 @@ def estimate_bandwidth(
         Seed of the sample; scikit-learn's rows for up to 10,000,000 input rows.
     n_jobs : int, optional
         Accepted for compatibility; the computation is a compiled single-thread kernel.
-    sample_weight : array-like or Dask array of shape (n,), optional
-        Non-negative weights (dshift extension). Integer weights in memory stand for
+    sample_weight : array-like, Dask array or Series of shape (n,), or str, optional
+        Non-negative weights (dshift extension); for a DataFrame, the name of one of its
+        columns (then not a feature). Integer weights in memory stand for
         repeated rows: the result is scikit-learn's on ``np.repeat(X, w, axis=0)`` (its rows
         sampled as above when there are more than 10,000 of them). Other weights, and Dask
         weights, use the weighted formula (k-th neighbour by weight, weighted mean) on all
@@ -182,6 +189,12 @@ def estimate_bandwidth(
     numpy.float64
         The bandwidth (0.0 when the sampled rows are all identical); a NumPy scalar,
         as scikit-learn returns (it matters for float32 data's bin seeds).
+
+    Raises
+    ------
+    ValueError
+        Bad input, quantile or weights (scikit-learn's messages), or Dask weights that are 0
+        on every sampled row.
     """
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {quantile!r}")
@@ -209,6 +222,7 @@ def bandwidth_estimator(
     """
     if n_samples is not None and (int(n_samples) != n_samples or n_samples < 1):
         raise ValueError(f"n_samples must be a positive integer or None, got {n_samples!r}")
+    X, sample_weight = _input.split_weight_column(X, sample_weight)
     lazy = _input.is_dask(X) or _input.is_dask(sample_weight)
     arr = _input.as_row_chunked(X) if lazy else None
     if not lazy:
@@ -238,6 +252,8 @@ def bandwidth_estimator(
     weights = _input.prepare_weights(sample_weight, arr)
     w = np.empty(len(rows))
     x[order], w[order] = dask.compute(arr[rows[order]], weights[rows[order]])
+    if not (w > 0).any():  # the formula needs weight; an empty mean would be NaN
+        raise ValueError(f"None of the {len(w):,} sampled rows has a positive weight: sample more rows (n_samples).")
     return _formula(weighted_kth_neighbour_mean, x[w > 0], w[w > 0])
 
 

@@ -152,9 +152,10 @@ def deduplicate(X, sample_weight=None, *, keep: Keep = "last"):
     ----------
     X : array-like, pandas DataFrame, Dask array or Dask DataFrame of shape (n_samples, n_features)
         Finite numbers; not modified. Rows equal as numbers are identical (-0.0 equals 0.0).
-    sample_weight : array-like, Dask array or Series of shape (n_samples,), default=None
+    sample_weight : array-like, Dask array or Series of shape (n_samples,), or str, default=None
         Non-negative weights (scikit-learn's checks); identical rows' weights are summed.
-        Rows of weight 0 are left out: they take no part in a fit.
+        Rows of weight 0 are left out: they take no part in a fit. For a DataFrame, the name
+        of one of its columns (then not a feature).
     keep : {"last", "first"}, default="last"
         The distinct rows come in the input order of their last or first occurrence (of
         positive weight). ``"last"`` reproduces fits where every row is a seed
@@ -178,10 +179,7 @@ def deduplicate(X, sample_weight=None, *, keep: Keep = "last"):
     """
     if keep not in ("last", "first"):
         raise ValueError(f"keep must be 'last' or 'first', got {keep!r}")
-    if isinstance(sample_weight, str):
-        if not isinstance(X, (dd.DataFrame, pd.DataFrame)) or sample_weight not in X.columns:
-            raise ValueError(f"sample_weight={sample_weight!r} names no column of X.")
-        X, sample_weight = X.drop(columns=[sample_weight]), X[sample_weight]
+    X, sample_weight = _input.split_weight_column(X, sample_weight)
     if not (_input.is_dask(X) or _input.is_dask(sample_weight)):
         from sklearn.utils import check_array
         from sklearn.utils.validation import _check_sample_weight

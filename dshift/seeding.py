@@ -430,9 +430,10 @@ def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1, *, sample_weight=No
         Grid spacing; 0 returns ``X`` unchanged.
     min_bin_freq : int, default=1
         Only bins holding at least this many points become seeds.
-    sample_weight : array-like of shape (n_samples,), optional
+    sample_weight : array-like, Dask array or Series of shape (n_samples,), or str, optional
         Non-negative weights (dshift extension): a bin's frequency is the sum of its rows'
         weights, as if each row were repeated that many times; rows of weight 0 are left out.
+        For a DataFrame, the name of one of its columns (then not a feature).
 
     Returns
     -------
@@ -446,8 +447,9 @@ def get_bin_seeds(X, bin_size: float, min_bin_freq: int = 1, *, sample_weight=No
     ValueError
         When no bin holds ``min_bin_freq`` points.
     """
-    from dshift._input import NonFiniteError, as_row_chunked, prepare_weights
+    from dshift._input import NonFiniteError, as_row_chunked, prepare_weights, split_weight_column
 
+    X, sample_weight = split_weight_column(X, sample_weight)
     weights = None if sample_weight is None else prepare_weights(sample_weight, as_row_chunked(X))
     if bin_size == 0:
         return X

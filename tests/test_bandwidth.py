@@ -157,18 +157,43 @@ def test_integer_weights_sampled_like_sklearn_on_repeated_rows():
         assert got == dshift.estimate_bandwidth(rep, quantile=0.2, n_samples=n_samples)
 
 
+def _brute_weighted_mean(X, w, threshold):
+    """Brute force: each row's distance where the weight around it (the row itself first)
+    reaches ``threshold``, averaged with the weights."""
+    d = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    dist = []
+    for i in range(len(X)):
+        order = np.argsort(np.where(np.arange(len(X)) == i, -1.0, d[i]), kind="stable")
+        covered = np.cumsum(w[order])
+        dist.append(d[i, order[np.searchsorted(covered, threshold)]])
+    return np.sum(w * dist) / w.sum()
+
+
 def test_fractional_and_dask_weights_use_the_weighted_formula():
     X = blobs(200, 2, 3, 1.0, seed=13)
     w = np.random.RandomState(2).uniform(0.0, 3.0, size=200)
     got = dshift.estimate_bandwidth(X, quantile=0.3, sample_weight=w)
-    # brute force: k-th neighbour by weight (the row itself first), weighted mean
-    d = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
-    dist = []
-    for i in range(200):
-        order = np.argsort(np.where(np.arange(200) == i, -1.0, d[i]), kind="stable")
-        covered = np.cumsum(w[order])
-        dist.append(d[i, order[np.searchsorted(covered, w.sum() * 0.3)]])
-    assert got == pytest.approx(np.sum(w * dist) / w.sum(), rel=1e-12)
+    assert got == pytest.approx(_brute_weighted_mean(X, w, w.sum() * 0.3), rel=1e-12)
     lazy = dshift.estimate_bandwidth(da.from_array(X, chunks=(33, 2)), quantile=0.3, n_samples=200,
                                      sample_weight=da.from_array(w, chunks=50))
     assert lazy == pytest.approx(got, rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [10**6, 10**17])
+def test_large_counts_are_never_repeated(scale):
+    # Counts of aggregated rows, as Dask weights: the weighted formula with the repeated rows'
+    # k, without materialising sum(w) distances (a billion for 1,000 rows of a million each)
+    X = blobs(150, 2, 3, 1.0, seed=14)
+    w = np.random.RandomState(3).randint(1, 50, size=150).astype(float) * scale
+    got = dshift.estimate_bandwidth(da.from_array(X, chunks=(40, 2)), quantile=0.3, n_samples=150,
+                                    sample_weight=da.from_array(w, chunks=60))
+    assert got == pytest.approx(_brute_weighted_mean(X, w, int(w.sum() * 0.3)), rel=1e-12)
+
+
+def test_a_sample_of_dask_rows_without_weight_is_an_error():
+    X = blobs(1000, 2, 3, 1.0, seed=15)
+    w = np.zeros(1000)
+    w[[7, 500]] = 2.0  # the 50 sampled rows miss both
+    with pytest.raises(ValueError, match="None of the 50 sampled rows has a positive weight"):
+        dshift.estimate_bandwidth(da.from_array(X, chunks=(100, 2)), n_samples=50,
+                                  sample_weight=da.from_array(w, chunks=100))

@@ -111,3 +111,54 @@ def test_predict_feature_mismatch_on_dask():
 def test_float32_dask_keeps_float32():
     p = _input.prepare(dshift.MeanShift(), da.zeros((4, 2), dtype=np.float32), reset=True)
     assert p.dtype == np.float32 and p.array.dtype == np.float32
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["pandas", "dask"])
+def test_weight_column_named_in_every_weighted_function(lazy):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(np.round(rng.normal(0.0, 2.0, (200, 2))), columns=["x", "y"])
+    frame["n"] = rng.integers(0, 4, len(frame)).astype(float)
+    data = dd.from_pandas(frame, npartitions=3) if lazy else frame
+    features, weights = data[["x", "y"]], data["n"]
+    assert dshift.estimate_bandwidth(data, sample_weight="n") == \
+        dshift.estimate_bandwidth(features, sample_weight=weights)
+    np.testing.assert_array_equal(np.asarray(dshift.get_bin_seeds(data, 1.0, 3, sample_weight="n")),
+                                  np.asarray(dshift.get_bin_seeds(features, 1.0, 3, sample_weight=weights)))
+    for named, given in zip(dshift.deduplicate(data, "n"), dshift.deduplicate(features, weights)):
+        np.testing.assert_array_equal(np.asarray(named), np.asarray(given))
+    with pytest.raises(ValueError, match="sample_weight='count' names no column of X"):
+        dshift.estimate_bandwidth(data, sample_weight="count")
+    with pytest.raises(ValueError, match="sample_weight='count' names no column of X"):
+        dshift.get_bin_seeds(data, 1.0, sample_weight="count")
+
+
+def test_dask_weights_submit_the_same_tasks_in_every_pass():
+    # The first pass checks the weights; later passes read them again. A distributed scheduler
+    # warns ("Detected different `run_spec`", which "can cause failures and deadlocks") when a
+    # pass resubmits a key with another task: the checks must read the blocks every pass reads.
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    X = np.round(np.random.default_rng(0).normal(0.0, 2.0, (120, 2)))
+    w = da.from_array(np.arange(120.0) % 4, chunks=50)  # chunked otherwise than X
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    scheduler_log = logging.getLogger("distributed.scheduler")
+    scheduler_log.addHandler(handler)
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+                Client(cluster):
+            dshift.MeanShift(bandwidth=1.0).fit(da.from_array(X, chunks=(30, 2)), sample_weight=w)
+    finally:
+        scheduler_log.removeHandler(handler)
+    assert not [r for r in records if "run_spec" in r.getMessage()]
+
+
+def test_complex_dask_weights_rejected_as_scikit_learn_does():
+    X = da.from_array(np.zeros((4, 2)), chunks=2)
+    w = np.array([1.0, 2.0, 1.0, 1j])
+    for w in (w, da.from_array(w, chunks=3)):
+        with pytest.raises(ValueError, match="Complex data not supported"):
+            dshift.MeanShift(bandwidth=1.0).fit(X, sample_weight=w)
