@@ -134,6 +134,9 @@ def _prepare_run(args: argparse.Namespace) -> _Job:
     cfg = _load_config(args.config)
 
     def run() -> None:
+        from dshift.cluster import start_worker_server
+
+        start_worker_server(cfg.cluster)  # the workers' imports and kernels load while the driver imports
         from dshift.pipelines.cluster_parquet import run as run_job
 
         run_job(cfg)
@@ -242,6 +245,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     outcome = _Outcome(args.command, log, _children())
     prepare = {"run": _prepare_run, "validate": _prepare_validate, "predict": _prepare_predict}[args.command]
     program = argv is None  # this process is the dshift program and exits after main()
+    if program:
+        from dshift.cluster import use_fork_server
+
+        use_fork_server()
     with InterruptHandler(GRACE, outcome.overrun, restore=not program) as interrupts:
         failure: Optional[BaseException] = None
         try:

@@ -94,7 +94,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
             _kill_local_workers(cluster)
 
     try:
-        with on_interrupt(stop), _worker_start_method(local=cfg.address is None):
+        with on_interrupt(stop), _worker_start_method(cfg):
             if cfg.address is None:
                 logger.info(
                     "cluster: starting a local cluster (%d workers x %d threads, memory_limit=%s)",
@@ -171,19 +171,60 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                 cluster.close(timeout=2 if interrupted or failed else 20)
 
 
-def _worker_start_method(*, local: bool) -> contextlib.AbstractContextManager:
-    """Start a LocalCluster's workers (and any the nanny restarts) from a fork server where
-    the platform has one.
+_FORK_SERVER = {"enabled": False}
 
-    Forked from a server that has imported distributed, Dask, NumPy and pandas once, a worker
-    starts without importing them again; and it ends with ``os._exit``, skipping the
-    interpreter's teardown of the compiled kernels' code (about 0.4 s per worker that
-    distributed's default ``spawn`` waits for when the cluster closes).
+_SERVER_PRELOAD = ["distributed", "dask.dataframe", "pyarrow.parquet", "dshift._preload"]
+"""What the fork server imports before it forks a worker (``dshift._preload`` loads the kernels)."""
+
+
+def use_fork_server() -> None:
+    """Have this process's LocalCluster workers forked from a fork server.
+
+    For a process that *is* the ``dshift`` program (one job, its file descriptor 2 on that
+    job's log): a fork server keeps the stderr it started with, so in a process running
+    several jobs the later jobs' workers would log into the first job's log; those keep
+    distributed's ``spawn``.
+
+    Forked from a server that has imported distributed, Dask, pandas and pyarrow and loaded
+    the compiled kernels once (:func:`start_worker_server`), a worker starts with all of them;
+    and it ends with ``os._exit``, skipping the interpreter's teardown of the kernels' code
+    (about 0.4 s per worker that ``spawn`` waits for when the cluster closes).
     """
+    _FORK_SERVER["enabled"] = True
+
+
+def _fork_server_for(cfg: ClusterConfig) -> bool:
     import multiprocessing
 
-    if not local or "forkserver" not in multiprocessing.get_all_start_methods():
+    return (_FORK_SERVER["enabled"] and cfg.address is None
+            and "forkserver" in multiprocessing.get_all_start_methods())
+
+
+def start_worker_server(cfg: ClusterConfig) -> None:
+    """Start the fork server now, if :func:`use_fork_server` applies to ``cfg``: it imports and
+    warms what the workers need on another core while the driver imports and checks the input.
+
+    Call it once stderr is on the job's log (the server and its workers keep that stderr).
+
+    Parameters
+    ----------
+    cfg : ClusterConfig
+        The ``cluster:`` section (a remote scheduler needs no local server).
+    """
+    if not _fork_server_for(cfg):
+        return
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(_SERVER_PRELOAD)
+    forkserver.ensure_running()
+
+
+def _worker_start_method(cfg: ClusterConfig) -> contextlib.AbstractContextManager:
+    """distributed's start method for LocalCluster workers (and any the nanny restarts)."""
+    if not _fork_server_for(cfg):
         return contextlib.nullcontext()
+    start_worker_server(cfg)  # with our preload, unless started already
     return dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
 
 
