@@ -3,8 +3,11 @@
 The query half of :mod:`dshift.index`. Seeds are split into compact groups
 (:func:`group_seeds`) that share one walk of the tree: nodes inside every ball of a group add
 their sums once, points near some sphere are tested per seed, branch-free, into compensated
-lane accumulators. The decisions are exact with respect to the per-point test
-``sum((p - m) ** 2) <= bandwidth ** 2`` (see :mod:`dshift.index`).
+lane accumulators. In a leaf the sphere cuts, the rows inside are listed and added, or, when
+they are most of the leaf, the leaf's own sums are added and the rows outside subtracted:
+fewer additions, and the compensated sum is the same exact sum either way. The decisions are
+exact with respect to the per-point test ``sum((p - m) ** 2) <= bandwidth ** 2`` (see
+:mod:`dshift.index`).
 """
 
 from __future__ import annotations
@@ -86,83 +89,106 @@ def group_seeds(centers: np.ndarray, bandwidth: float) -> tuple[np.ndarray, np.n
 
 
 LANES = 8
-"""Independent compensated accumulators a leaf scan adds to in turn: the sums' dependency
-chains interleave instead of waiting on each other."""
+"""Independent compensated accumulators a leaf's listed rows are added to in turn: the sums'
+dependency chains interleave instead of waiting on each other."""
 
 
 @njit(inline="always", cache=True)
-def _lane_add(lane_s, lane_c, lane_mask, points, weights, i0, n, d, weighted):
-    """Add rows ``i0 .. i0 + n - 1`` times ``lane_mask`` (1 or 0) to lanes ``0 .. n - 1``,
-    without a branch on the mask: ``(w * p, w)`` in columns ``0 .. d``."""
-    if not weighted:
-        for j in range(d):
+def _lane_add_rows(lane_s, lane_c, points, weights, rows, n_rows, sign, d, weighted):
+    """Add ``sign`` (1.0 or -1.0) times ``(w * p, w)`` of rows ``rows[:n_rows]`` into the lanes,
+    ``LANES`` rows at a time, one row per lane."""
+    for k0 in range(0, n_rows, LANES):
+        n = min(LANES, n_rows - k0)
+        if not weighted:
+            for j in range(d):
+                sj = lane_s[j]
+                cj = lane_c[j]
+                for r in range(n):
+                    x = points[rows[k0 + r], j] * sign
+                    s = sj[r]
+                    t = s + x
+                    bb = t - s
+                    cj[r] += (s - (t - bb)) + (x - bb)
+                    sj[r] = t
+            for r in range(n):
+                lane_s[d, r] += sign  # integer counts: exact without compensation
+            continue
+        for j in range(d + 1):
             sj = lane_s[j]
             cj = lane_c[j]
             for r in range(n):
-                x = points[i0 + r, j] * lane_mask[r]
+                i = rows[k0 + r]
+                if j == d:
+                    x, low = weights[i], 0.0
+                else:
+                    x, low = two_prod(weights[i], points[i, j])
+                x *= sign
                 s = sj[r]
                 t = s + x
                 bb = t - s
-                cj[r] += (s - (t - bb)) + (x - bb)
+                cj[r] += (s - (t - bb)) + (x - bb) + low * sign
                 sj[r] = t
-        for r in range(n):
-            lane_s[d, r] += lane_mask[r]  # integer counts: exact without compensation
-        return
-    for j in range(d + 1):
-        sj = lane_s[j]
-        cj = lane_c[j]
-        for r in range(n):
-            if j == d:
-                x, low = weights[i0 + r], 0.0
-            else:
-                x, low = two_prod(weights[i0 + r], points[i0 + r, j])
-            x *= lane_mask[r]
-            s = sj[r]
-            t = s + x
-            bb = t - s
-            cj[r] += (s - (t - bb)) + (x - bb) + low * lane_mask[r]
-            sj[r] = t
 
 
 @njit(inline="always", cache=True)
-def _lone_leaf(points, weights, a, b, centre, radius2, lane_s, lane_c, lane_mask, weighted):
-    """Rows ``a .. b - 1`` of a leaf the ball of one seed cuts: each tested exactly."""
+def _add_inside(lane_s, lane_c, points, weights, rows_in, n_in, rows_out, n_out, d, weighted):
+    """Add a cut leaf's rows inside, or subtract its rows outside when they are fewer: then
+    returns True and the caller adds the leaf's own sums (an exact sum either way)."""
+    if n_in <= n_out:
+        _lane_add_rows(lane_s, lane_c, points, weights, rows_in, n_in, 1.0, d, weighted)
+        return False
+    _lane_add_rows(lane_s, lane_c, points, weights, rows_out, n_out, -1.0, d, weighted)
+    return True
+
+
+@njit(inline="always", cache=True)
+def _lone_leaf(points, weights, a, b, centre, radius2, lane_s, lane_c, rows_in, rows_out, weighted):
+    """Rows ``a .. b - 1`` of a leaf the ball of one seed cuts, each tested exactly (listed
+    branch-free); returns whether the caller must add the leaf's sums (see :func:`_add_inside`)."""
     d = points.shape[1]
-    for i0 in range(a, b, LANES):
-        n = min(LANES, b - i0)
-        for r in range(n):
-            dist2 = 0.0
-            for j in range(d):
-                t = points[i0 + r, j] - centre[j]
-                dist2 += t * t
-            lane_mask[r] = 1.0 if dist2 <= radius2 else 0.0
-        _lane_add(lane_s, lane_c, lane_mask, points, weights, i0, n, d, weighted)
+    n_in = 0
+    n_out = 0
+    for i in range(a, b):
+        dist2 = 0.0
+        for j in range(d):
+            t = points[i, j] - centre[j]
+            dist2 += t * t
+        inside = dist2 <= radius2
+        rows_in[n_in] = i
+        rows_out[n_out] = i
+        n_in += 1 if inside else 0
+        n_out += 0 if inside else 1
+    return _add_inside(lane_s, lane_c, points, weights, rows_in, n_in, rows_out, n_out, d, weighted)
 
 
 @njit(inline="always", cache=True)
-def _group_leaf(points, weights, a, b, glo, ghi, radius2, lane_s, lane_c, lane_mask, band, weighted):
-    """Rows ``a .. b - 1`` of a leaf a group's box cuts: rows inside every ball of the group
-    are added to the group's sums, rows near some sphere are listed in ``band``; returns how
-    many. The box tests are the per-seed tests' bounds (rounding is monotone)."""
+def _group_leaf(points, weights, a, b, glo, ghi, radius2, lane_s, lane_c, rows_in, rows_out, band, weighted):
+    """Rows ``a .. b - 1`` of a leaf a group's box cuts: rows inside every ball of the group go
+    to the group's sums (see :func:`_add_inside`), rows near some sphere are listed in ``band``.
+    Returns (rows in ``band``, whether the caller must add the leaf's sums). The box tests are
+    the per-seed tests' bounds (rounding is monotone)."""
     d = points.shape[1]
     n_band = 0
-    for i0 in range(a, b, LANES):
-        n = min(LANES, b - i0)
-        for r in range(n):
-            near = 0.0
-            far = 0.0
-            for j in range(d):
-                p = points[i0 + r, j]
-                t = max(glo[j] - p, p - ghi[j], 0.0)
-                near += t * t
-                t = max(p - glo[j], ghi[j] - p)
-                far += t * t
-            inside = far <= radius2
-            lane_mask[r] = 1.0 if inside else 0.0
-            band[n_band] = i0 + r
-            n_band += 1 if near <= radius2 and not inside else 0
-        _lane_add(lane_s, lane_c, lane_mask, points, weights, i0, n, d, weighted)
-    return n_band
+    n_in = 0
+    n_out = 0
+    for i in range(a, b):
+        near = 0.0
+        far = 0.0
+        for j in range(d):
+            p = points[i, j]
+            t = max(glo[j] - p, p - ghi[j], 0.0)
+            near += t * t
+            t = max(p - glo[j], ghi[j] - p)
+            far += t * t
+        inside = far <= radius2
+        rows_in[n_in] = i
+        rows_out[n_out] = i
+        band[n_band] = i
+        n_in += 1 if inside else 0
+        n_out += 0 if inside else 1
+        n_band += 1 if near <= radius2 and not inside else 0
+    whole = _add_inside(lane_s, lane_c, points, weights, rows_in, n_in, rows_out, n_out, d, weighted)
+    return n_band, whole
 
 
 @njit(inline="always", cache=True)
@@ -243,12 +269,13 @@ def _ball_sums(points, weights, start, stop, left, lower, upper, sum_s, sum_c, c
     gc = np.empty(d + 1)
     lane_s = np.empty((d + 1, LANES))
     lane_c = np.empty((d + 1, LANES))
-    lane_mask = np.empty(LANES)
     leaf_rows = 1
     for node in range(start.shape[0]):
         if left[node] < 0:
             leaf_rows = max(leaf_rows, stop[node] - start[node])
     band = np.empty(leaf_rows, np.int64)
+    rows_in = np.empty(leaf_rows, np.int64)
+    rows_out = np.empty(leaf_rows, np.int64)
     for g in range(bounds.shape[0] - 1):
         # The group's box: every test against it holds for each of its seeds (rounding
         # is monotone), so a decision taken for the box is exact for every seed.
@@ -299,10 +326,14 @@ def _ball_sums(points, weights, start, stop, left, lower, upper, sum_s, sum_c, c
                 continue
             a, b = start[node], stop[node]
             if m == 1:  # a lone seed: the box test is its exact test, done once
-                _lone_leaf(points, weights, a, b, glo, radius2, lane_s, lane_c, lane_mask, weighted)
-                continue
-            n_band = _group_leaf(points, weights, a, b, glo, ghi, radius2, lane_s, lane_c, lane_mask, band,
-                                 weighted)
+                whole = _lone_leaf(points, weights, a, b, glo, radius2, lane_s, lane_c, rows_in, rows_out, weighted)
+                n_band = 0
+            else:
+                n_band, whole = _group_leaf(points, weights, a, b, glo, ghi, radius2, lane_s, lane_c, rows_in,
+                                            rows_out, band, weighted)
+            if whole:  # the leaf's rows outside were subtracted
+                for j in range(d + 1):
+                    add_pair(gs, gc, j, sum_s[node, j], sum_c[node, j])
             for r in range(n_band):
                 _band_point(points, weights, band[r], d, m, cx, radius2, dist, mask, acc_s, acc_c, weighted)
         for j in range(d + 1):

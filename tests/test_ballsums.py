@@ -135,3 +135,17 @@ def test_group_seeds_partitions_into_compact_groups():
                                   np.add(*ball_sums(index, centers, bandwidth, alone)))
     empty_order, empty_bounds = group_seeds(np.empty((0, 3)), bandwidth)
     assert len(empty_order) == 0 and empty_bounds.tolist() == [0]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cut_leaf_mostly_inside_subtracts_the_rows_outside_exactly(weighted):
+    """One leaf, four of its five rows inside the ball: the leaf's sums are added and the row
+    outside subtracted, and the compensated sum is still the exact sum of the rows inside."""
+    X = np.array([[1e16], [-1e16 + 4.0], [1.0], [1.0], [2e16]])
+    w = np.array([1.0, 1.0, 1.0, 1.0, 3.0]) if weighted else None
+    index = build_index(X, w)
+    assert len(index.start) == 1  # a single leaf, cut by the sphere
+    s, c = ball_sums(index, np.zeros((1, 1)), 1.5e16)
+    np.testing.assert_array_equal(s + c, [[6.0, 4.0]])  # 1e16 - 1e16 + 4 + 1 + 1; four rows of weight 1
+    s, c = ball_sums(index, np.array([[2e16]]), 0.5e16)  # mostly outside: the row inside is added
+    np.testing.assert_array_equal(s + c, [[2e16 * (3.0 if weighted else 1.0), 3.0 if weighted else 1.0]])
