@@ -15,13 +15,14 @@ file (:mod:`dshift.logs`) that the last line of a failure names.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
 from dshift.errors import EXIT_STORAGE, ClusterError, Interrupted, UserError
 from dshift.interrupts import InterruptHandler
@@ -265,7 +266,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             failure = exc
             interrupts.disarm()
         code, line = outcome.classify(failure, interrupts.received)
-        return outcome.finish(code, line, restore_stderr=not program)
+        code = outcome.finish(code, line, restore_stderr=not program)
+    if program:
+        _exit_program(code)
+    return code
+
+
+def _exit_program(code: int) -> NoReturn:
+    """End the dshift program once its job is over (outputs committed or removed, log closed):
+    without the interpreter's teardown of the libraries it loaded (about 0.3 s of freeing
+    modules, numba's dispatchers and idle thread pools; nothing of the job's is left to it)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 @dataclass
