@@ -122,7 +122,7 @@ def _sample_partition(df: pd.DataFrame, n_features: int, rate: float) -> pd.Data
     X, w, finite = _split(df, n_features)
     if w is not None:
         finite &= w > 0  # rows of weight 0 take no part in the fit (NaN compares False)
-    return pd.DataFrame({"hash": sample_hashes(X[finite], rate)})
+    return pd.DataFrame({"hash": sample_hashes(X if finite.all() else X[finite], rate)})  # no copy when all kept
 
 
 def _finite_rows(df: pd.DataFrame, n_features: int) -> pd.DataFrame:
