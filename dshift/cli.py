@@ -122,7 +122,7 @@ class _Job:
 def _load_config(path: str) -> "Config":  # noqa: F821
     """The validated config, its output not inside its input (before any log is created
     next to the output, so nothing is ever written into an input)."""
-    from dshift.config import load_config
+    from dshift.config_load import load_config
 
     cfg = load_config(path)  # before the heavy imports: a bad config is refused at once
     from dshift.io.outputs import check_paths_disjoint
@@ -183,7 +183,8 @@ def _validate(cfg: "Config", config: str) -> None:  # noqa: F821
 def _prepare_predict(args: argparse.Namespace) -> _Job:
     from pydantic import ValidationError
 
-    from dshift.config import ClusterConfig, absolute_path, format_validation_error
+    from dshift.config import ClusterConfig
+    from dshift.config_load import absolute_path, format_validation_error
     from dshift.io.filters import check_filters
     from dshift.io.outputs import check_paths_disjoint
 

@@ -1,22 +1,15 @@
 """Configuration schema of the dshift batch tool (``dshift run CONFIG.yaml``).
 
-The schema is a tree of strict pydantic models: every mapping rejects unknown keys, a
-string is never coerced to a number and booleans must be real YAML booleans. Files are
-parsed with :func:`yaml.safe_load` only, so tags that would build Python objects are
-rejected, never executed.
-
-All problems surface as :class:`~dshift.errors.ConfigError` with a one-line message such as
-``model.bandwidth: must be > 0 (got -1)`` or ``unknown key 'modle' (did you mean 'model'?)``.
-Configs are bounded: a file over :data:`MAX_CONFIG_BYTES` is refused unread, a document whose
-YAML aliases expand to more than :data:`MAX_CONFIG_VALUES` values is refused before anything
-walks the expansion (an "alias bomb" of a few lines can stand for billions of values), and
-messages quote at most :data:`MAX_ECHO` characters of an offending value.
+The schema is a tree of strict pydantic models, one per section: every mapping rejects
+unknown keys, a string is never coerced to a number and booleans must be real YAML booleans.
+:mod:`dshift.config_load` reads a file into a :class:`Config` (bounded, ``yaml.safe_load``
+only, every problem one line such as ``model.bandwidth: must be > 0 (got -1)``);
+:mod:`dshift.config_text` words the messages.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections import Counter
 from typing import Annotated, Any, Literal, Optional, Union
@@ -25,14 +18,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from dshift.config_text import (MAX_CONFIG_BYTES, MAX_CONFIG_VALUES, MAX_ECHO, check_expanded_size, excerpt,
-                                format_validation_error as _format_error, kind_of, read_yaml_file, show_value)
+from dshift.config_text import MAX_ECHO, excerpt, show_value
 from dshift.errors import ConfigError, UserError
 
 __all__ = [
@@ -46,14 +37,6 @@ __all__ = [
     "OutputConfig",
     "PlotConfig",
     "DemoConfig",
-    "load_config",
-    "parse_config",
-    "is_url",
-    "absolute_path",
-    "format_validation_error",
-    "MAX_CONFIG_BYTES",
-    "MAX_CONFIG_VALUES",
-    "MAX_ECHO",
 ]
 
 
@@ -408,101 +391,3 @@ class Config(_Strict):
                 f"output.label_column {show_value(self.output.label_column)} is also a feature column in input.columns"
             )
         return self
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
-
-
-def is_url(path: str) -> bool:
-    """Whether ``path`` is an fsspec URL of a non-local file system (``s3://…``).
-
-    Parameters
-    ----------
-    path : str
-        A path or URL.
-
-    Returns
-    -------
-    bool
-    """
-    return "://" in path and not path.startswith("file://")
-
-
-def absolute_path(path: str) -> str:
-    """Resolve a local path against the current directory (workers may run elsewhere)."""
-    if is_url(path):
-        return path
-    if path.startswith("file://"):
-        path = path[len("file://"):]
-    return os.path.abspath(os.path.expanduser(path))
-
-
-def parse_config(data: Any, *, source: str = "config") -> Config:
-    """Validate a parsed YAML document against the schema.
-
-    Relative local paths (input, output, TLS files) are resolved against the current working
-    directory, so the config means the same thing to workers running elsewhere.
-
-    Parameters
-    ----------
-    data : Any
-        The document, normally a mapping from :func:`yaml.safe_load`.
-    source : str
-        Name of the document for messages (the file name).
-
-    Returns
-    -------
-    Config
-
-    Raises
-    ------
-    ConfigError
-        With a one-line message naming the first offending key(s); also when the document holds
-        more than :data:`MAX_CONFIG_VALUES` values (shared parts counted each time they occur).
-    """
-    if data is None:
-        raise ConfigError(f"{source}: the file is empty; it needs at least input.path and output.path")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections (input, model, ...) at the top level, got {kind_of(data)}")
-    check_expanded_size(data, source)
-    try:
-        cfg = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
-    cfg.input.path = absolute_path(cfg.input.path)
-    cfg.output.path = absolute_path(cfg.output.path)
-    tls = cfg.cluster.tls
-    for name in ("ca_file", "cert_file", "key_file"):
-        value = getattr(tls, name)
-        if value is not None:
-            setattr(tls, name, absolute_path(value))
-    return cfg
-
-
-def load_config(path: Union[str, os.PathLike]) -> Config:
-    """Read and validate a YAML config file.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The YAML file.
-
-    Returns
-    -------
-    Config
-
-    Raises
-    ------
-    ConfigError
-        If the file is missing or larger than :data:`MAX_CONFIG_BYTES`, is not valid YAML (the
-        message names the file and line), uses Python object tags, expands to more than
-        :data:`MAX_CONFIG_VALUES` values through its aliases, or does not match the schema.
-    """
-    return parse_config(read_yaml_file(path), source=str(path))
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line for a ValidationError of :class:`Config` or one of its sections (see
-    :func:`dshift.config_text.format_validation_error`)."""
-    return _format_error(exc, Config)

@@ -3,7 +3,8 @@
 Configs are bounded: a file over :data:`MAX_CONFIG_BYTES` is refused unread, a document whose
 YAML aliases expand to more than :data:`MAX_CONFIG_VALUES` values is refused before anything
 walks the expansion, and messages quote at most :data:`MAX_ECHO` characters of a value.
-:mod:`dshift.config` holds the schema these messages describe.
+:mod:`dshift.config` holds the schema these messages describe, :mod:`dshift.config_load` reads
+files with them.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from typing import Any, Optional, Sequence
 from dshift.batch import (DEDUP_SAMPLE_ROWS, choose_bandwidth, deduplicate_rows, fit_model, precheck_seeds,
                           sweep_bandwidths)
 from dshift.cluster import connect, persist_policy, trim_worker_memory
-from dshift.config import Config, load_config
+from dshift.config import Config
+from dshift.config_load import load_config
 from dshift.errors import UserError
 from dshift.io.dataset import read_errors_as_user_errors
 from dshift.io.inputs import InputSource, open_input, scan_input
@@ -39,7 +40,7 @@ def run(config: Config) -> dict[str, Any]:
     Parameters
     ----------
     config : Config
-        A validated configuration (:func:`dshift.config.load_config`).
+        A validated configuration (:func:`dshift.config_load.load_config`).
 
     Returns
     -------

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dshift.config import Config, load_config, parse_config
+from dshift.config import Config
+from dshift.config_load import load_config, parse_config
 from dshift.errors import ConfigError, UserError
 
 REPO = Path(__file__).resolve().parents[1]

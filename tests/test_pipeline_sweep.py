@@ -80,7 +80,7 @@ def test_chosen_bandwidth_equals_a_plain_run(sweep_run, blobs):
 def test_select_and_quantiles(blobs, tmp_path, threaded_dask):
     """The pipeline's sweep stage in this process: quantiles from one sample, select naming one."""
     import dshift
-    from dshift.config import parse_config
+    from dshift.config_load import parse_config
     from dshift.io.inputs import scan_input
     from dshift.batch import sweep_bandwidths
     from dshift.pipelines.cluster_parquet import open_job_input
