@@ -316,12 +316,6 @@ SEED_SAMPLE_ROWS = 100_000
 """Rows read to count bin seeds before a run (from the first partition)."""
 
 
-def _count_bins(rows: np.ndarray, bandwidth: float) -> int:
-    """Distinct grid bins ``round(x / bandwidth)`` of ``rows`` (the bins of bin seeding, -0.0 as
-    0.0), in NumPy: the driver needs no compiled kernel before the cluster starts."""
-    return len(np.unique(np.round(rows / bandwidth) + 0.0, axis=0)) if len(rows) else 0
-
-
 def precheck_seeds(cfg: Config, source: InputSource) -> str:
     """What can be told of the seeds before reading the data set (``dshift validate``, and
     ``dshift run`` before it starts a cluster).
@@ -350,13 +344,15 @@ def precheck_seeds(cfg: Config, source: InputSource) -> str:
                 "model.deduplicate, is distinct)")
     if model.sweep is None and model.bandwidth is None or model.sweep is not None and model.sweep.quantiles:
         return "seeds: grid bins, counted when the job reads the data (the bandwidth is estimated then)"
+    from dshift.seeding import bin_table
+
     sample = source.features.get_partition(0).head(SEED_SAMPLE_ROWS, compute=True).to_numpy(dtype=np.float64)
     if source.weight_column is not None:  # the last column: rows of weight 0 are in no bin
         sample = sample[sample[:, -1] > 0, :-1]
     sample = sample[np.isfinite(sample).all(axis=1)]
     notes = []
     for bandwidth in [model.bandwidth] if model.sweep is None else model.sweep.values():  # every swept one
-        n_bins = _count_bins(sample, bandwidth)
+        n_bins = len(bin_table(sample, bandwidth).counts)
         if len(sample) > 1 and n_bins == len(sample):
             check_seed_count(rows, "lone-bins", model, bandwidth)
             notes.append(f"likely every row ({rows:,}): every sampled row is alone in its bin")
