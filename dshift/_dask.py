@@ -102,8 +102,23 @@ def persist(*args: Any, n_jobs: int | None = None) -> tuple:
     return dask.persist(*args)
 
 
+def start_persist(objs: Sequence[Delayed]) -> list[Delayed] | None:
+    """Start persisting ``objs`` on the cluster and return at once (None on a local
+    scheduler, which computes only when :func:`persist_with_progress` is called).
+
+    Returns
+    -------
+    list of Delayed or None
+        The persisted objects, in order, their results still to come; later work may be
+        built on them before they are done.
+    """
+    client = active_client()
+    return None if client is None else client.persist(list(objs))
+
+
 def persist_with_progress(
-    objs: Sequence[Delayed], what: str, *, unit: str, count: int, n_jobs: int | None = None
+    objs: Sequence[Delayed], what: str, *, unit: str, count: int, n_jobs: int | None = None,
+    started: list[Delayed] | None = None,
 ) -> list[Delayed]:
     """Persist ``objs`` and log ``what: i/count unit done`` while it takes long.
 
@@ -111,6 +126,12 @@ def persist_with_progress(
     every ``dshift.progress-interval`` seconds until all of them are in memory, so a long
     pass is never silent. On a distributed cluster this returns when the results are on the
     workers (not merely scheduled).
+
+    Parameters
+    ----------
+    started : list of Delayed, optional
+        What :func:`start_persist` returned for ``objs``: wait for those instead of
+        submitting ``objs`` again.
 
     Returns
     -------
@@ -131,7 +152,7 @@ def persist_with_progress(
     if client is not None:
         from distributed import futures_of, wait as wait_futures
 
-        kept = client.persist(list(objs))
+        kept = client.persist(list(objs)) if started is None else started
         futures = [f for o in kept[:count] for f in futures_of(o)]
         while True:
             try:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -278,23 +279,31 @@ def climb_many(
     owner = [r for r, (blocks, _) in enumerate(runs) for _ in blocks]
     radius = [runs[r][1] for r in owner]
     blocks = [b for run_blocks, _ in runs for b in run_blocks]
-    pairs = _persist_pass(blocks, "seeding", n_jobs, None)
-    blocks, summaries = [b for b, _ in pairs], [s for _, s in pairs]
-    step = 0
-    while True:
-        live = [b for b, s in enumerate(summaries) if s.n_active]
-        if not live:
-            break
-        t0 = time.perf_counter()
-        before = {b: summaries[b].n_active for b in live}
-        climbing = sum(before.values())
+    seeded = _Pass.start(list(range(len(blocks))), blocks).wait("seeding", n_jobs)
+    blocks, summaries = [seeded[b][0] for b in range(len(blocks))], [seeded[b][1] for b in range(len(blocks))]
+    # On a cluster the next pass is started before this one's summaries reach the driver, on
+    # its results still to come: the driver's round trip between passes is hidden. A block
+    # whose seeds all finish in this pass has nothing to query in the next; that pass's
+    # result for it is dropped unused.
+    ahead = _dask.active_client() is not None
+
+    def start(live: list[int], base: list[Delayed], step: int) -> _Pass:
         stepped = []
         for b in live:
-            query = delayed(block_query, pure=True)(blocks[b], radius[b])
+            query = delayed(block_query, pure=True)(base[b], radius[b])
             parts = [delayed(block_sums, pure=True)(ix, query, radius[b]) for ix in indexes]
             totals = _dask.tree_reduce(parts, _compensated.combine)
-            stepped.append(delayed(advance, pure=True)(blocks[b], query, totals, radius[b], step, max_iter, dtype))
-        for b, (block, summary) in zip(live, _persist_pass(stepped, f"shift iteration {step}", n_jobs, climbing)):
+            stepped.append(delayed(advance, pure=True)(base[b], query, totals, radius[b], step, max_iter, dtype))
+        return _Pass.start(live, stepped)
+
+    live = [b for b, s in enumerate(summaries) if s.n_active]
+    pending, step = (start(live, blocks, 0) if live else None), 0
+    while pending is not None:
+        t0 = time.perf_counter()
+        before = {b: summaries[b].n_active for b in live}
+        following = start(live, pending.handles(len(blocks)), step + 1) if ahead else None
+        what = f"shift iteration {step} ({sum(before.values()):,} seeds in {len(live)} blocks)"
+        for b, (block, summary) in pending.wait(what, n_jobs).items():
             blocks[b], summaries[b] = block, summary
         for r, (_, bandwidth) in enumerate(runs):
             mine = [b for b in live if owner[b] == r]
@@ -306,7 +315,11 @@ def climb_many(
                     f"{sum(summaries[b].n_queried for b in mine):,}",
                     max(summaries[b].largest_shift for b in mine), time.perf_counter() - t0,
                 )
+        live = [b for b in live if summaries[b].n_active]
         step += 1
+        if not live:
+            break
+        pending = following.only(live) if following is not None else start(live, blocks, step)
     return [
         ClimbResult([blocks[b] for b in range(len(blocks)) if owner[b] == r],
                     max((summaries[b].n_iter for b in range(len(blocks)) if owner[b] == r), default=0),
@@ -315,11 +328,38 @@ def climb_many(
     ]
 
 
-def _persist_pass(blocks: list[Delayed], what: str, n_jobs: int | None, climbing: int | None):
-    """Persist blocks on the workers with their summaries; return ``[(block, summary)]``."""
-    summaries = [delayed(summarize, pure=True)(b) for b in blocks]
-    label = what if climbing is None else f"{what} ({climbing:,} seeds in {len(blocks)} blocks)"
-    kept = _dask.persist_with_progress([*blocks, *summaries], label, unit="seed blocks",
-                                       count=len(blocks), n_jobs=n_jobs)
-    values = _dask.compute(*kept[len(blocks):], n_jobs=n_jobs)
-    return list(zip(kept[: len(blocks)], values))
+@dataclass
+class _Pass:
+    """One pass's new blocks, then their summaries, for the blocks numbered ``live``; started on
+    a cluster when made (:func:`dshift._dask.start_persist`), on a local scheduler when waited for."""
+
+    live: list[int]
+    objs: list[Delayed]
+    started: list[Delayed] | None
+
+    @classmethod
+    def start(cls, live: list[int], stepped: list[Delayed]) -> _Pass:
+        objs = [*stepped, *(delayed(summarize, pure=True)(b) for b in stepped)]
+        return cls(live, objs, _dask.start_persist(objs))
+
+    def handles(self, n_blocks: int) -> list[Delayed | None]:
+        """Per block number, its new block, persisted (results may be still to come)."""
+        out: list[Delayed | None] = [None] * n_blocks
+        for b, kept in zip(self.live, self.started or self.objs):
+            out[b] = kept
+        return out
+
+    def only(self, live: list[int]) -> _Pass:
+        """This pass for some of its blocks (dropped, the others' results are released)."""
+        at = {b: i for i, b in enumerate(self.live)}
+        n, keep = len(self.live), [at[b] for b in live]
+        pick = [*keep, *(n + i for i in keep)]
+        return _Pass(live, [self.objs[i] for i in pick],
+                     None if self.started is None else [self.started[i] for i in pick])
+
+    def wait(self, what: str, n_jobs: int | None) -> dict[int, tuple[Delayed, BlockSummary]]:
+        """Block until the pass is done; per block number, ``(new block persisted, summary)``."""
+        n = len(self.live)
+        kept = _dask.persist_with_progress(self.objs, what, unit="seed blocks", count=n, n_jobs=n_jobs,
+                                           started=self.started)
+        return dict(zip(self.live, zip(kept[:n], _dask.compute(*kept[n:], n_jobs=n_jobs))))

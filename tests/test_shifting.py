@@ -133,3 +133,27 @@ def test_zero_bandwidth_identical_points():
     c = _check(X, X, 0.0, 300)
     np.testing.assert_array_equal(c.intensity, [4, 4, 4, 4, 1])
     assert c.n_iter == 0
+
+
+@pytest.fixture(scope="module")
+def in_process_client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+@pytest.mark.parametrize("max_iter", [0, 1, 3, 300])
+@pytest.mark.parametrize("block_size", [1, 4, None])
+def test_on_a_cluster_the_next_pass_starts_before_the_summaries(in_process_client, max_iter, block_size, caplog):
+    # On a cluster the pass after each one is started speculatively: its results for blocks
+    # that finished must be dropped (seeds climb exactly the reference's steps), and only
+    # the passes that were needed are logged, as on the local scheduler.
+    rng = np.random.RandomState(3)
+    X = np.vstack([rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) + 3])
+    seeds = np.vstack([X[::3], [[30.0, 30.0]]])  # the last one has an empty ball
+    with caplog.at_level("INFO", logger="dshift"):
+        c = _check(X, seeds, 1.1, max_iter, rows=9, block_size=block_size)
+    passes = [int(m.group(1)) for r in caplog.records if (m := re.match(r"shift iteration (\d+):", r.getMessage()))]
+    assert passes == list(range(c.n_iter + 1))  # the last pass is the one where the last seed stopped
