@@ -267,15 +267,13 @@ def index_groups(chunks: Sequence[float], n_features: int) -> list[list[int]]:
     Parameters
     ----------
     chunks : sequence of float
-        Rows per chunk (NaN when unknown: then every chunk is an index of its own).
+        Rows per chunk (estimates while their lengths are unknown, see :func:`chunk_rows`).
 
     Returns
     -------
     list of list of int
         Chunk numbers of each index, in order, the rows shared out about equally.
     """
-    if any(math.isnan(c) for c in chunks):
-        return [[i] for i in range(len(chunks))]
     rows = np.asarray(chunks, dtype=np.float64)
     per_index = max(int(config_get("index-bytes")) // (8 * max(n_features, 1)), 1)
     n_groups = max(min(max(n_cores(), math.ceil(rows.sum() / per_index)), len(rows)), 1)
@@ -284,6 +282,13 @@ def index_groups(chunks: Sequence[float], n_features: int) -> list[list[int]]:
         if n_groups >= len(rows) or all(len(g) == 1 or rows[g].sum() <= per_index for g in groups):
             return groups
         n_groups += 1
+
+
+def chunk_rows(chunks: Sequence[float], n_rows: int) -> list[float]:
+    """Rows per chunk; while their lengths are unknown (NaN), an equal share of ``n_rows`` each."""
+    if any(math.isnan(c) for c in chunks):
+        return [n_rows / max(len(chunks), 1)] * len(chunks)
+    return list(chunks)
 
 
 def _equal_shares(rows: np.ndarray, n_groups: int) -> list[list[int]]:

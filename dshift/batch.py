@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,8 @@ from dshift.report import Stopwatch
 if TYPE_CHECKING:
     from dshift.sweep import Choice
 
-__all__ = ["choose_bandwidth", "deduplicate_rows", "fit_model", "fit_models", "sweep_bandwidths", "SweepOutcome",
-           "check_seed_count", "precheck_seeds", "DEDUP_SAMPLE_ROWS"]
+__all__ = ["choose_bandwidth", "deduplicate_rows", "dedup_decision", "fit_input", "fit_models", "FitRows", "reads_in_fit",
+           "sweep_bandwidths", "SweepOutcome", "check_seed_count", "precheck_seeds", "DEDUP_SAMPLE_ROWS"]
 
 logger = logging.getLogger("dshift.batch")
 
@@ -72,39 +72,91 @@ def choose_bandwidth(X, model: ModelConfig, weights=None) -> tuple[float, bool]:
     return bandwidth, True
 
 
-def fit_model(X, bandwidth: float, model: ModelConfig, weights=None) -> FitResult:
-    """Fit mean shift on the cluster (dshift's stages); engine data errors become UserError.
+class FitRows(NamedTuple):
+    """The rows a fit ran on: the input's, or its distinct rows weighted by their counts."""
+
+    X: Any  # dask.array.Array
+    weights: Any  # dask.array.Array or None
+    fields: dict[str, Any]  # report.json: ``deduplication`` and ``n_rows_distinct``
+
+
+class _Collapse(Exception):
+    """``model.deduplicate: auto`` decided, in the fit's first pass, to collapse identical rows."""
+
+
+def fit_input(data: InputData, bandwidths: Sequence[float], model: ModelConfig,
+              clock: Stopwatch) -> tuple[list[FitResult], FitRows]:
+    """Deduplicate as ``model.deduplicate`` says, then fit every bandwidth in the same passes.
+
+    After :func:`~dshift.io.inputs.defer_scan` the fit's first pass also counts and checks
+    the rows and takes the deduplication sample. When ``auto`` then collapses identical rows,
+    that pass is dropped and the fit starts again on the distinct rows (one read more: set
+    ``model.deduplicate: true`` for data known to repeat its rows).
 
     Parameters
     ----------
-    X : dask.array.Array
-        Float64 features, checked by :func:`dshift.io.inputs.scan_input`.
-    bandwidth : float
-        > 0.
+    data : InputData
+        From :func:`~dshift.io.inputs.scan_input` or :func:`~dshift.io.inputs.defer_scan`.
+    bandwidths : sequence of float
+        Each > 0.
     model : ModelConfig
-        ``model:`` section; ``max_seeds`` is enforced before any shifting.
-    weights : dask.array.Array, optional
-        Checked row weights, one per row of ``X``.
+        ``model:`` section.
+    clock : Stopwatch
+        Receives the ``deduplicate`` phase when the rows are collapsed.
 
     Returns
     -------
-    FitResult
-        Its centers stay on the workers too (``centers_at``), for the labelling pass.
+    fits : list of FitResult
+        In the order of ``bandwidths``.
+    rows : FitRows
     """
-    return fit_models(X, [bandwidth], model, weights)[0]
+    decided: Optional[dict[str, Any]] = None
+    if data.scan is None:
+        decided = {}
+
+        def counted(scan, values) -> None:
+            data.count(scan.chunk_rows, scan.n_nonfinite, values)
+            decided.update(dedup_decision(data, model))
+            if decided["ran"]:
+                raise _Collapse
+
+        try:
+            fits = fit_models(data.X, bandwidths, model, n_rows_hint=data.source.n_rows_input,
+                              first_pass=data.first_pass, on_first_pass=counted)
+            return fits, FitRows(data.X, None, {"deduplication": decided, "n_rows_distinct": None})
+        except _Collapse:
+            pass
+    with clock.phase("deduplicate"):
+        X, weights, fields = deduplicate_rows(data, model, decided)
+    return fit_models(X, bandwidths, model, weights), FitRows(X, weights, fields)
 
 
-def fit_models(X, bandwidths: Sequence[float], model: ModelConfig, weights=None) -> list[FitResult]:
+def reads_in_fit(cfg: Config) -> bool:
+    """Whether the fit's first pass can do the read pass's work (:func:`~dshift.io.inputs.defer_scan`):
+    nothing to drop (``nan_policy: error``) or weigh before the fit, no bandwidth to estimate
+    from the rows, no deduplication forced (it needs the rows counted before it runs)."""
+    model = cfg.model
+    return (cfg.input.nan_policy == "error" and cfg.input.weight_column is None and model.deduplicate is not True
+            and (model.bandwidth is not None if model.sweep is None else model.sweep.quantiles is None))
+
+
+def fit_models(X, bandwidths: Sequence[float], model: ModelConfig, weights=None, *,
+               n_rows_hint: Optional[int] = None, first_pass: Sequence = (), on_first_pass=None) -> list[FitResult]:
     """One fit per bandwidth, sharing every pass over the data (:func:`dshift.engine.fit_many`).
 
     Parameters
     ----------
     X : dask.array.Array
-        Float64 features, checked by :func:`dshift.io.inputs.scan_input`.
+        Float64 features, checked by :func:`dshift.io.inputs.scan_input` (or row chunks of
+        unknown length, at most ``n_rows_hint`` rows, counted by the first pass).
     bandwidths : sequence of float
         Each > 0.
     model : ModelConfig
         ``model:`` section; ``max_seeds`` is enforced for every bandwidth before any shifting.
+    weights : dask.array.Array, optional
+        Checked row weights, one per row of ``X``.
+    n_rows_hint, first_pass, on_first_pass
+        As in :func:`dshift._input.prepare_array` and :func:`dshift.engine.fit_many`.
 
     Returns
     -------
@@ -117,9 +169,10 @@ def fit_models(X, bandwidths: Sequence[float], model: ModelConfig, weights=None)
         check_seed_count(n_seeds, source, model, next(pending))
 
     try:
-        return fit_many(prepare_array(X, weights), bandwidths=list(bandwidths), seeds=None, bin_seeding=model.bin_seeding,
-                        min_bin_freq=model.min_bin_freq, cluster_all=model.cluster_all,
-                        max_iter=model.max_iter, n_jobs=None, on_seeds=guard)
+        return fit_many(prepare_array(X, weights, n_rows_hint), bandwidths=list(bandwidths), seeds=None,
+                        bin_seeding=model.bin_seeding, min_bin_freq=model.min_bin_freq, cluster_all=model.cluster_all,
+                        max_iter=model.max_iter, n_jobs=None, on_seeds=guard, first_pass=first_pass,
+                        on_first_pass=on_first_pass)
     except ValueError as exc:  # e.g. no bin reaches min_bin_freq, no point within bandwidth
         raise UserError(f"model: {exc}") from None
 
@@ -142,6 +195,8 @@ class SweepOutcome:
         ``model.sweep.select``: ``auto`` or a swept value.
     estimated : bool
         Whether the bandwidths were estimated (``model.sweep.quantiles``).
+    rows : FitRows
+        The rows fitted (:func:`fit_input`).
     """
 
     fits: list[FitResult]
@@ -150,6 +205,7 @@ class SweepOutcome:
     index: int
     select: Union[str, float]
     estimated: bool
+    rows: FitRows
 
     @property
     def fit(self) -> FitResult:
@@ -166,7 +222,7 @@ class SweepOutcome:
                 "table": self.table.to_dict(orient="records")}
 
 
-def sweep_bandwidths(data: InputData, X, weights, model: ModelConfig, clock: Stopwatch) -> SweepOutcome:
+def sweep_bandwidths(data: InputData, model: ModelConfig, clock: Stopwatch) -> SweepOutcome:
     """Fit every bandwidth of ``model.sweep`` in the same passes and pick the one to label with.
 
     The bandwidths (estimated from one sample for ``quantiles``) are fitted together; one more
@@ -177,10 +233,9 @@ def sweep_bandwidths(data: InputData, X, weights, model: ModelConfig, clock: Sto
     Parameters
     ----------
     data : InputData
-        The scanned input: bandwidths estimated for ``quantiles`` come from its rows.
-    X, weights : dask.array.Array
-        The rows fitted and their weights (None: all 1): the input's, or its distinct rows
-        and their counts (:func:`deduplicate_rows`); the table's shares are shares of the weight.
+        The input: bandwidths estimated for ``quantiles`` come from its rows (scanned then).
+        The fit deduplicates as :func:`fit_input` does; the table's shares are shares of
+        the weight.
     model : ModelConfig
         ``model:`` section with a ``sweep``.
     clock : Stopwatch
@@ -198,16 +253,15 @@ def sweep_bandwidths(data: InputData, X, weights, model: ModelConfig, clock: Sto
     bandwidths, quantiles = order_bandwidths(values, sweep.quantiles)
     logger.info("sweep: %d bandwidths from %.4g to %.4g, climbing together", len(bandwidths), bandwidths[0],
                 bandwidths[-1])
-    fits = fit_models(X, bandwidths, model, weights)
+    fits, rows = fit_input(data, bandwidths, model, clock)
     logger.info("sweep: counting the cluster sizes of all %d bandwidths (one pass)", len(fits))
     with clock.phase("sweep_sizes"):  # one more pass: the cluster sizes of every bandwidth
-        n_points = data.n_rows_fit if X is data.X else int(X.shape[0])  # distinct rows after deduplication
-        table, suggestion = summarize(fits, n_points=n_points, weights=weights, quantiles=quantiles)
+        table, suggestion = summarize(fits, n_points=int(rows.X.shape[0]), weights=rows.weights, quantiles=quantiles)
     picked = sweep.selected()
     index = suggestion.index if picked is None else bandwidths.index(values[picked])
     if picked is not None:
         logger.info("sweep: labelling with bandwidth %.6g (model.sweep.select)", bandwidths[index])
-    return SweepOutcome(fits, table, suggestion, index, sweep.select, sweep.quantiles is not None)
+    return SweepOutcome(fits, table, suggestion, index, sweep.select, sweep.quantiles is not None, rows)
 
 
 def _swept_bandwidths(X, model: ModelConfig, weights=None) -> list[float]:
@@ -240,19 +294,20 @@ rows is distinct: the fit then handles at most half the rows (and seeds, without
 seeding) for the price of about one pass over the data."""
 
 
-def deduplicate_rows(data: InputData, model: ModelConfig) -> tuple[Any, Any, dict[str, Any]]:
+def deduplicate_rows(data: InputData, model: ModelConfig,
+                     decision: Optional[dict[str, Any]] = None) -> tuple[Any, Any, dict[str, Any]]:
     """The rows the fit runs on: the input's, or its distinct rows with their summed weights.
 
-    ``model.deduplicate``: ``true`` or ``false``, or ``auto``: collapse when at most
-    :data:`DEDUP_MAX_DISTINCT` of the rows sampled by value in the read pass are distinct. The
-    distinct rows keep the order of their first occurrence with bin seeding, else of their
-    last, so that the fit equals the fit of every row (:mod:`dshift.dedup`).
+    The distinct rows keep the order of their first occurrence with bin seeding, else of
+    their last, so that the fit equals the fit of every row (:mod:`dshift.dedup`).
 
     Parameters
     ----------
     data : InputData
         The scanned input (``scan.sample`` taken for ``auto``).
     model : ModelConfig
+    decision : dict, optional
+        :func:`dedup_decision`'s, when it was taken already.
 
     Returns
     -------
@@ -260,6 +315,25 @@ def deduplicate_rows(data: InputData, model: ModelConfig) -> tuple[Any, Any, dic
     fields : dict
         For report.json: ``deduplication`` (setting, whether it ran, the sample) and
         ``n_rows_distinct`` (None when it did not run).
+    """
+    decision = decision or dedup_decision(data, model)
+    if not decision["ran"]:
+        return data.X, data.weights, {"deduplication": decision, "n_rows_distinct": None}
+    X, weights = distributed_deduplicate(data.X, data.weights, "first" if model.bin_seeding else "last")
+    logger.info("deduplicate: %s rows -> %s distinct rows (%.1f%%)", f"{data.n_rows_fit:,}", f"{X.shape[0]:,}",
+                100 * X.shape[0] / data.n_rows_fit)
+    return X, weights, {"deduplication": decision, "n_rows_distinct": int(X.shape[0])}
+
+
+def dedup_decision(data: InputData, model: ModelConfig) -> dict[str, Any]:
+    """Whether to collapse identical rows: ``model.deduplicate`` ``true`` or ``false``, or
+    ``auto``: when at most :data:`DEDUP_MAX_DISTINCT` of the rows sampled by value are distinct.
+
+    Returns
+    -------
+    dict
+        report.json's ``deduplication``: ``setting``, ``ran`` and, for ``auto``, the sample's size
+        and distinct fraction.
     """
     setting, run = model.deduplicate, model.deduplicate is True
     decision: dict[str, Any] = {"setting": setting}
@@ -272,13 +346,7 @@ def deduplicate_rows(data: InputData, model: ModelConfig) -> tuple[Any, Any, dic
                     100 * fraction, f"{len(sample):,}", "<=" if run else ">", 100 * DEDUP_MAX_DISTINCT,
                     "collapsing identical rows" if run else "fitting every row")
     decision["ran"] = run
-    if not run:
-        return data.X, data.weights, {"deduplication": decision, "n_rows_distinct": None}
-    X, weights = distributed_deduplicate(data.X, data.weights, "first" if model.bin_seeding else "last")
-    logger.info("deduplicate: %s rows -> %s distinct rows (%.1f%%)", f"{data.n_rows_fit:,}", f"{X.shape[0]:,}",
-                100 * X.shape[0] / data.n_rows_fit)
-    return X, weights, {"deduplication": decision, "n_rows_distinct": int(X.shape[0])}
-
+    return decision
 
 
 def check_seed_count(n_seeds: int, source: str, model: ModelConfig, bandwidth: Optional[float]) -> None:

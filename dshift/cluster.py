@@ -332,6 +332,33 @@ def _warm() -> None:
         warm_up()
 
 
+_MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_TOP_PAD_": -2, "MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_MMAP_MAX_": -4}
+"""glibc's malloc settings read from the environment at start-up, and their ``mallopt`` numbers."""
+
+
+def worker_environment() -> None:
+    """Give this process (the fork server) what distributed's ``distributed.nanny.pre-spawn-environ``
+    gives a worker it spawns: environment variables, and glibc's malloc settings among them,
+    which malloc reads only when a process starts, set with ``mallopt`` instead.
+
+    A nanny sets those variables before it spawns a worker; a forked worker has its fork
+    server's environment and malloc instead. Without ``MALLOC_TRIM_THRESHOLD_`` (Dask's
+    default 64 KiB) the freed heap of a read or a tree build stays with the worker.
+    """
+    import ctypes
+    import ctypes.util
+    import os
+
+    environ = {k: os.environ.get(k, str(v))
+               for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}).items() if v is not None}
+    os.environ.update(environ)
+    settings = {_MALLOPT[k]: int(v) for k, v in environ.items() if k in _MALLOPT}
+    if settings:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        for param, value in settings.items():
+            libc.mallopt(param, value)
+
+
 def warm_up() -> None:
     """Load the compiled kernels of a fit (numba's on-disk cache) by running each stage once
     on a tiny input, without Dask, importing only the stage modules a worker runs (not

@@ -28,6 +28,7 @@ from dshift.bandwidth import estimate_bandwidth
 from dshift.index import build_group_index
 from dshift.merging import merge_blocks
 from dshift.seeding import (
+    BinSummary,
     bin_seed_blocks,
     bins_fit,
     point_samples,
@@ -78,6 +79,8 @@ def fit_many(
     max_iter: int,
     n_jobs: int | None,
     on_seeds: Callable[[int, str], None] | None = None,
+    first_pass: Sequence[Delayed] = (),
+    on_first_pass: Callable[[BinSummary, tuple], None] | None = None,
 ) -> list[FitResult]:
     """Fit one model per bandwidth, sharing every pass over the data.
 
@@ -98,6 +101,14 @@ def fit_many(
         ``"bins"``, ``"points"`` (every row, bin seeding off) or ``"lone-bins"`` (bin seeding
         put every row in a bin of its own, so every row is a seed). The batch job refuses
         runs with too many seeds there; the library never does.
+    first_pass : sequence of Delayed
+        More lazy results computed in the first pass, for a caller that has work of its own
+        on the same chunks of ``data.array`` (read once for everything).
+    on_first_pass : callable, optional
+        For Dask input: called as ``on_first_pass(scan, values)`` once the first pass is
+        done, before its results are used: ``scan`` (a :class:`~dshift.seeding.BinSummary`)
+        has the rows per chunk and the count of rows with NaN/inf, ``values`` the computed
+        ``first_pass``. It may raise to stop the fit.
 
     Returns
     -------
@@ -139,7 +150,7 @@ def fit_many(
     # In-memory input was validated already and needs the scan only for bins.
     chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
     indexes = [delayed(build_group_index, pure=True)([chunks[i] for i in group], [weight_chunks[i] for i in group])
-               for group in _dask.index_groups(X.chunks[0], n_features)]
+               for group in _dask.index_groups(_dask.chunk_rows(X.chunks[0], n_rows), n_features)]
     kept_trees = not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3))
     bin_sizes = tuple(bandwidths[i] for i in binned)
     first = _persist_together({
@@ -147,6 +158,7 @@ def fit_many(
         "scan": [scan_graph(X, bin_sizes, weights)] if data.lazy or binned else [],
         "samples": point_samples(X, n_rows) if seeds is None else [],
         "checks": _input.weight_checks(weights) if weights is not None else [],
+        "extra": list(first_pass),
     }, n_jobs)
     indexes = first["trees"] or indexes
     samples = list(_dask.compute(*first["samples"], n_jobs=n_jobs))
@@ -161,6 +173,8 @@ def fit_many(
         (scanned,) = first["scan"]
         summaries = list(_dask.compute(*(delayed(summarize_scan, pure=True)(scanned, min_bin_freq, j)
                                          for j in range(max(len(binned), 1))), n_jobs=n_jobs))
+        if on_first_pass is not None:
+            on_first_pass(summaries[0], _dask.compute(*first["extra"], n_jobs=n_jobs))
         if summaries[0].n_nonfinite:
             raise _input.NonFiniteError.rows(summaries[0].n_nonfinite, summaries[0].n_rows)
         if unknown:

@@ -386,7 +386,7 @@ def point_samples(X: da.Array, n_seeds: int) -> list[Delayed]:
     ``n_seeds`` may be an upper bound (chunk lengths unknown: an equal share per chunk).
     """
     size = partition.sample_size(partition.n_cells_for(n_seeds))
-    rows = X.chunks[0] if not any(math.isnan(r) for r in X.chunks[0]) else [n_seeds / len(X.chunks[0])] * len(X.chunks[0])
+    rows = _dask.chunk_rows(X.chunks[0], n_seeds)
     return [delayed(partition.strided_sample, pure=True)(b, math.ceil(size * r / max(n_seeds, 1)))
             for b, r in zip(X.to_delayed().ravel(), rows)]
 

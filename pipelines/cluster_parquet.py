@@ -16,14 +16,14 @@ import logging
 import sys
 from typing import Any, Optional, Sequence
 
-from dshift.batch import (DEDUP_SAMPLE_ROWS, choose_bandwidth, deduplicate_rows, fit_model, precheck_seeds,
+from dshift.batch import (DEDUP_SAMPLE_ROWS, choose_bandwidth, fit_input, precheck_seeds, reads_in_fit,
                           sweep_bandwidths)
 from dshift.cluster import connect, persist_policy, trim_worker_memory
 from dshift.config import Config
 from dshift.config_load import load_config
 from dshift.errors import UserError
 from dshift.io.dataset import read_errors_as_user_errors
-from dshift.io.inputs import InputSource, open_input, scan_input
+from dshift.io.inputs import InputSource, defer_scan, open_input, scan_input
 from dshift.io.labels import check_partition_by, label_frame, write_labels
 from dshift.io.outputs import OutputStage, check_paths_disjoint, write_bytes, write_json
 from dshift.pipelines.make_demo_data import exists, make_demo_data
@@ -83,22 +83,24 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
                 make_demo_data(cfg.input.path, cfg.demo, so_in)
             source = open_job_input(cfg)
 
-        with clock.phase("read"):
-            data = scan_input(source, nan_policy=cfg.input.nan_policy,
-                              sample_rows=DEDUP_SAMPLE_ROWS if cfg.model.deduplicate == "auto" else 0)
-        trim_worker_memory(client)  # the read's buffers: room for the trees
+        sample_rows = DEDUP_SAMPLE_ROWS if cfg.model.deduplicate == "auto" else 0
+        if reads_in_fit(cfg):  # the fit's first pass counts and checks the rows: one read less
+            data = defer_scan(source, sample_rows=sample_rows)
+        else:
+            with clock.phase("read"):
+                data = scan_input(source, nan_policy=cfg.input.nan_policy, sample_rows=sample_rows)
+            trim_worker_memory(client)  # the read's buffers: room for the trees
 
         if cfg.model.sweep is None:
             with clock.phase("bandwidth"):
                 bandwidth, estimated = choose_bandwidth(data.X, cfg.model, data.weights)
         with read_errors_as_user_errors(cfg.input.path):  # every pass reads the input again
-            with clock.phase("deduplicate"):
-                X, weights, dedup = deduplicate_rows(data, cfg.model)
             if cfg.model.sweep is None:
-                fit, sweep = fit_model(X, bandwidth, cfg.model, weights), None
+                (fit,), rows = fit_input(data, [bandwidth], cfg.model, clock)
+                sweep = None
             else:  # every bandwidth fitted in the same passes; the selected one is labelled
-                sweep = sweep_bandwidths(data, X, weights, cfg.model, clock)
-                fit, estimated = sweep.fit, sweep.estimated
+                sweep = sweep_bandwidths(data, cfg.model, clock)
+                fit, estimated, rows = sweep.fit, sweep.estimated, sweep.rows
         clock.timings.update(fit.timings)
         centers = fit.cluster_centers
         trim_worker_memory(client)  # the trees are gone: room for the labelling pass
@@ -141,7 +143,7 @@ def _run(cfg: Config, output: OutputStage) -> dict[str, Any]:
                 bandwidth=fit.bandwidth, bandwidth_estimated=estimated, n_seeds=fit.n_seeds,
                 n_clusters=len(centers), n_iter=fit.n_iter, cluster_sizes=sizes, timings=clock.timings,
                 input_path=cfg.input.path, output_path=cfg.output.path, nan_policy=cfg.input.nan_policy,
-                extra={**data.report_fields(), **dedup, **({"sweep": sweep.report()} if sweep is not None else {})},
+                extra={**data.report_fields(), **rows.fields, **({"sweep": sweep.report()} if sweep is not None else {})},
             )
             write_json(output.url_for("report.json"), report, so_out)
             output.commit()

@@ -99,7 +99,7 @@ def run(
                             keys={"path": "--input", "nan_policy": "--nan-policy", "filters": "--filters",
                                   "columns": "--columns" if columns else f"feature_columns of {model_path}"})
         check_partition_by(source.data, partition_by, label_column, what="--partition-by")
-        with connect(cluster or ClusterConfig()) as _client:
+        with connect(cluster or ClusterConfig()):
             with clock.phase("read"):
                 data = scan_input(source, nan_policy=nan_policy)
             with output.writing():

@@ -3,6 +3,7 @@ server) and the start method chosen for each kind of caller."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import subprocess
@@ -41,16 +42,25 @@ def test_in_process_callers_keep_spawn_and_workers_warm_up_without_sklearn():
 
 def test_the_program_forks_warm_workers_from_a_fork_server(tmp_path):
     """As the dshift program does: the server starts first, and its workers have the kernels
-    loaded before any task or warm-up of their own ran."""
+    loaded before any task or warm-up of their own ran, and the environment (malloc's included)
+    distributed gives the workers it spawns."""
     script = tmp_path / "program.py"
     script.write_text(textwrap.dedent("""
         import json, sys
 
         def state():
             import multiprocessing, psutil
+            import numpy as np
             parent = " ".join(psutil.Process().parent().cmdline())
+            # freed arrays go back to the system, as with the environment a nanny spawns workers with
+            # (glibc's dynamic mmap threshold would keep the second one in the heap)
+            for _ in range(2):
+                before = psutil.Process().memory_info().rss
+                block = np.ones(2_000_000)  # 16 MB: below glibc's largest dynamic threshold (32 MB)
+                del block
+            kept = psutil.Process().memory_info().rss - before
             return {"forked": "forkserver" in parent, "kernels": "dshift.shifting" in sys.modules,
-                    "sklearn": "sklearn" in sys.modules}
+                    "sklearn": "sklearn" in sys.modules, "freed": kept < 8_000_000}
 
         if __name__ == "__main__":
             from dshift import cluster
@@ -68,10 +78,12 @@ def test_the_program_forks_warm_workers_from_a_fork_server(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(result["states"]) == 2
     for state in result["states"]:
-        assert state == {"forked": True, "kernels": True, "sklearn": False}
+        assert state == {"forked": True, "kernels": True, "sklearn": False, "freed": True}
 
 
 def test_no_fork_server_for_a_remote_scheduler(monkeypatch):
+    importlib.import_module("distributed")  # its config defaults
+
     monkeypatch.setitem(cluster._FORK_SERVER, "enabled", True)
     assert not cluster._fork_server_for(ClusterConfig(address="tcp://127.0.0.1:8786"))
     assert cluster._fork_server_for(ClusterConfig()) == ("forkserver" in multiprocessing.get_all_start_methods())

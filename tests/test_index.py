@@ -80,7 +80,6 @@ def test_lopsided_key_splits_grow_the_node_arrays():
         ([5e5] * 20, 5_592_405, [10, 10]),  # 10M rows: two indexes of 5M rows, one per thread
         ([100.0] * 3, 5_592_405, [2, 1]),  # small data: still one index per thread
         ([300.0] * 10 + [5000.0], 1000, [3, 2, 3, 2, 1]),  # a chunk above the cap is an index alone
-        ([float("nan")] * 5, 5_592_405, [1] * 5),  # unknown lengths: one index per chunk
     ],
 )
 def test_index_groups_respect_the_cap(chunks, cap_rows, expected):
@@ -92,3 +91,12 @@ def test_index_groups_respect_the_cap(chunks, cap_rows, expected):
         groups = index_groups(chunks, 3)
     assert [len(g) for g in groups] == expected
     assert [i for g in groups for i in g] == list(range(len(chunks)))  # consecutive, every chunk once
+
+
+def test_unknown_chunk_lengths_group_by_equal_shares():
+    from dshift._dask import chunk_rows, index_groups
+
+    assert chunk_rows([5.0, 7.0], 99) == [5.0, 7.0]
+    guess = chunk_rows([float("nan")] * 20, 10_000_000)  # a data set's partitions before the first pass
+    assert guess == [500_000.0] * 20
+    assert [len(g) for g in index_groups(guess, 3)] == [5, 5, 5, 5]  # as for known lengths (64 MiB each)

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import FEATURES, make_frame, write_parquet_files
 from dshift.errors import UserError
-from dshift.io.inputs import open_input, scan_input
+from dshift.io.inputs import defer_scan, open_input, scan_input
 
 pytestmark = pytest.mark.usefixtures("threaded_dask")
 
@@ -23,6 +23,29 @@ def test_open_and_scan_input_nan_policies(tmp_path):
     assert dropped.n_rows == 300 and dropped.n_rows_fit == 298
     X = dropped.X.compute()
     np.testing.assert_array_equal(X, frame.drop(index=[0, 150])[FEATURES].to_numpy())
+
+
+def test_defer_scan_leaves_counting_and_checks_to_the_first_pass(tmp_path):
+    import dask
+
+    frame = make_frame(n=300)
+    write_parquet_files(frame, tmp_path / "in", n_files=3)
+    source = open_input(str(tmp_path / "in"), columns=FEATURES)
+    data = defer_scan(source, sample_rows=100)
+    chunks = data.X.to_delayed().ravel()
+    assert data.scan is None and np.isnan(data.X.shape[0]) and len(data.first_pass) == len(chunks)
+    rows = [len(c) for c in dask.compute(*chunks)]  # what the first pass counts
+    values = dask.compute(*data.first_pass)  # the sample's part of the first pass
+    data.count(rows, 0, values)
+    assert (data.n_rows, data.n_rows_fit, data.X.shape) == (300, 300, (300, 3))
+    np.testing.assert_array_equal(data.X.compute(), frame[FEATURES].to_numpy())
+    np.testing.assert_array_equal(np.sort(data.scan.sample), np.sort(scan_input(source, sample_rows=100).scan.sample))
+    with pytest.raises(UserError, match="2 of 300 rows have NaN or infinity .*set input.nan_policy: drop"):
+        defer_scan(source).count(rows, 2, ())
+    with pytest.raises(UserError, match="input.path: the input data set .* is empty"):
+        defer_scan(source).count([0] * len(rows), 0, ())
+    with pytest.raises(ValueError, match="weight column"):
+        defer_scan(open_input(str(tmp_path / "in"), columns=["a", "b"], weight_column="c"))
 
 
 def test_filters_select_rows_and_count_rows_before_filtering(hive_lake):

@@ -95,7 +95,7 @@ def test_model_and_report(first_run):
     assert report["n_iter"] == ref.n_iter_
     counts = pd.Series(ref.labels_).value_counts()
     assert report["cluster_sizes"] == {str(k): int(v) for k, v in sorted(counts.items())}
-    for phase in ("read", "bandwidth", "seeding", "shift", "merge", "label_write", "total"):
+    for phase in ("bandwidth", "scan", "seeding", "shift", "merge", "label_write", "total"):
         assert report["timings"][phase] >= 0, phase
 
 

@@ -88,9 +88,9 @@ def test_select_and_quantiles(blobs, tmp_path, threaded_dask):
 
     cfg = parse_config(base_config(blobs[1], tmp_path / "out", model={
         "bandwidth": ..., "n_samples": 500, "sweep": {"quantiles": [0.3, 0.05, 0.15], "select": 0.05}}))
-    data = scan_input(open_job_input(cfg))
+    data = scan_input(open_job_input(cfg), sample_rows=1000)  # model.deduplicate: auto decides from it
     clock = Stopwatch()
-    sweep = sweep_bandwidths(data, data.X, data.weights, cfg.model, clock)
+    sweep = sweep_bandwidths(data, cfg.model, clock)
     expected = [float(dshift.estimate_bandwidth(data.X, quantile=q, n_samples=500)) for q in (0.05, 0.15, 0.3)]
     assert sweep.table["bandwidth"].tolist() == expected and sweep.table["quantile"].tolist() == [0.05, 0.15, 0.3]
     assert (sweep.index, sweep.fit.bandwidth, sweep.estimated) == (0, expected[0], True)

@@ -14,7 +14,7 @@ from sklearn.cluster import MeanShift as SkMeanShift
 from conftest import FEATURES, assert_user_error, base_config, make_frame, read_labels, run_cli, write_parquet_files
 from dshift.config import ModelConfig
 from dshift.io.inputs import open_input, scan_input
-from dshift.batch import deduplicate_rows, fit_model
+from dshift.batch import deduplicate_rows, fit_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -101,8 +101,8 @@ def test_auto_decides_from_a_sample_and_the_fit_is_the_same(counts, tmp_path, bi
     assert fields["deduplication"]["ran"] and 500 < fields["deduplication"]["sample_rows"] < 1500
     assert fields["deduplication"]["sample_distinct_fraction"] <= 0.5 and X.shape[0] == fields["n_rows_distinct"]
     with dask.config.set({"dshift.persist": True}):
-        got = fit_model(X, 2.0, model, weights)
-        want = fit_model(scanned.X, 2.0, model.model_copy(update={"deduplicate": False}), scanned.weights)
+        (got,) = fit_models(X, [2.0], model, weights)
+        (want,) = fit_models(scanned.X, [2.0], model.model_copy(update={"deduplicate": False}), scanned.weights)
     np.testing.assert_array_equal(got.cluster_centers, want.cluster_centers)
     assert got.n_iter == want.n_iter
     # continuous values: every row distinct, so auto leaves the rows alone
@@ -122,12 +122,10 @@ def test_sweep_on_weighted_distinct_rows_equals_the_sweep_of_every_row(counts):
     frame, data = counts
     scanned = scan_input(open_input(str(data), columns=FEATURES, weight_column="count"), nan_policy="drop")
     model = ModelConfig(bin_seeding=True, sweep={"bandwidths": [1.0, 2.0, 4.0]}, deduplicate=True)
-    X, weights, fields = deduplicate_rows(scanned, model)
-    assert fields["n_rows_distinct"] < scanned.n_rows_fit
     with dask.config.set({"dshift.persist": True}):
-        got = sweep_bandwidths(scanned, X, weights, model, Stopwatch())
-        want = sweep_bandwidths(scanned, scanned.X, scanned.weights, model.model_copy(update={"deduplicate": False}),
-                                Stopwatch())
+        got = sweep_bandwidths(scanned, model, Stopwatch())
+        want = sweep_bandwidths(scanned, model.model_copy(update={"deduplicate": False}), Stopwatch())
+    assert got.rows.fields["n_rows_distinct"] < scanned.n_rows_fit and want.rows.fields["n_rows_distinct"] is None
     for a, b in zip(got.fits, want.fits):
         np.testing.assert_array_equal(a.cluster_centers, b.cluster_centers)
         assert a.n_iter == b.n_iter
@@ -138,3 +136,30 @@ def test_sweep_on_weighted_distinct_rows_equals_the_sweep_of_every_row(counts):
     labels = want.fits[1].labels.compute() if hasattr(want.fits[1].labels, "compute") else want.fits[1].labels
     shares = np.bincount(labels, weights=fit["count"].to_numpy()) / fit["count"].sum()
     assert want.table["largest_cluster_share"].iloc[1] == pytest.approx(shares.max(), rel=1e-12)
+
+
+@pytest.mark.usefixtures("threaded_dask")
+@pytest.mark.parametrize("rounded", [True, False])
+def test_one_read_decides_auto_in_the_first_pass(tmp_path, rounded):
+    """defer_scan: the fit's first pass counts the rows and takes the sample; auto collapsing
+    then starts the fit again on the distinct rows. Same fit and fields as after a read pass."""
+    from dshift.batch import fit_input
+    from dshift.io.inputs import defer_scan
+    from dshift.report import Stopwatch
+
+    frame = make_frame(n=3000, seed=2)
+    if rounded:
+        frame[FEATURES] = frame[FEATURES].round(0)  # rows repeat: auto collapses them
+    write_parquet_files(frame, tmp_path / "data", n_files=3)
+    source = open_input(str(tmp_path / "data"), columns=FEATURES)
+    model = ModelConfig(bandwidth=2.0, bin_seeding=True)
+    data = defer_scan(source, sample_rows=1000)
+    assert data.scan is None and np.isnan(data.X.shape[0]) and len(data.first_pass) == len(data.X.chunks[0])
+    (fit,), rows = fit_input(data, [2.0], model, Stopwatch())
+    (want,), want_rows = fit_input(scan_input(source, sample_rows=1000), [2.0], model, Stopwatch())
+    assert rows.fields == want_rows.fields and rows.fields["deduplication"]["ran"] is rounded
+    assert data.n_rows == 3000 and rows.X.shape[0] == (rows.fields["n_rows_distinct"] or 3000)
+    np.testing.assert_array_equal(fit.cluster_centers, want.cluster_centers)
+    ref = SkMeanShift(bandwidth=2.0, bin_seeding=True).fit(frame[FEATURES].to_numpy())
+    np.testing.assert_allclose(fit.cluster_centers, ref.cluster_centers_, rtol=0, atol=1e-3 * 2.0)
+    assert fit.n_iter == ref.n_iter_

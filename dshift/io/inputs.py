@@ -1,8 +1,9 @@
-"""The read stage as two calls: driver-side checks, then one scan pass on the workers.
+"""The read stage: driver-side checks, then a read pass on the workers or none.
 
 :func:`open_input` lists the input's files, checks their footers and the feature columns
 (metadata only, no cluster needed); :func:`scan_input` counts rows and NaN/inf on the
-workers and gives the lazy float64 feature array the fit runs on.
+workers and gives the lazy float64 feature array the fit runs on; :func:`defer_scan` gives
+that array uncounted, for a fit whose first pass does the counting and checks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Optional, Sequence
 
 import dask.array as da
 import dask.dataframe as dd
+import numpy as np
+from dask.delayed import delayed
 
+from dshift._input import with_row_chunks
 from dshift.errors import UserError
 from dshift.io.dataset import (InputFiles, check_parquet_files, list_input_files, prune_files,
                                read_errors_as_user_errors, read_parquet, read_schema)
@@ -22,7 +26,7 @@ from dshift.io.features import (ScanResult, feature_array, float_features, is_fe
                                 select_feature_columns)
 from dshift.io.filters import check_filter_types, check_filters
 
-__all__ = ["INPUT_KEYS", "InputSource", "InputData", "open_input", "scan_input"]
+__all__ = ["INPUT_KEYS", "InputSource", "InputData", "open_input", "scan_input", "defer_scan"]
 
 logger = logging.getLogger("dshift.batch")
 
@@ -79,18 +83,24 @@ class InputData:
     ----------
     source : InputSource
         From :func:`open_input`.
-    scan : ScanResult
-        Row and non-finite counts per partition.
+    scan : ScanResult or None
+        Row and non-finite counts per partition; None until the fit's first pass has
+        counted them (:func:`defer_scan`).
     X : dask.array.Array
-        Float64 features to fit on (non-finite rows left out under ``nan_policy: drop``).
+        Float64 features to fit on (non-finite rows left out under ``nan_policy: drop``);
+        row chunks of unknown length while ``scan`` is None.
     weights : dask.array.Array or None
         The weights of the rows of ``X`` (float64, checked), chunked like them.
+    first_pass : list of Delayed
+        With :func:`defer_scan`: the deduplication sample's tasks on the chunks of ``X``, for
+        the fit's first pass (:func:`dshift.engine.fit_many`).
     """
 
     source: InputSource
-    scan: ScanResult
+    scan: Optional[ScanResult]
     X: da.Array
     weights: Optional[da.Array] = None
+    first_pass: list = field(default_factory=list)
 
     @property
     def data(self) -> dd.DataFrame:
@@ -109,8 +119,33 @@ class InputData:
 
     @property
     def n_rows_fit(self) -> int:
-        """Rows in ``X``."""
-        return int(self.X.shape[0])
+        """Rows in ``X`` (rows with NaN/inf are not, under ``nan_policy: drop``)."""
+        return self.scan.n_rows - self.scan.n_nonfinite
+
+    def count(self, chunk_rows: Sequence[int], n_nonfinite: int, first_pass: Sequence) -> None:
+        """Take the counts of the fit's first pass (:func:`defer_scan`) and check them as
+        :func:`scan_input` does.
+
+        Parameters
+        ----------
+        chunk_rows : sequence of int
+            Rows per chunk of ``X`` (one chunk per partition).
+        n_nonfinite : int
+            Rows with NaN or infinity in a feature.
+        first_pass : sequence
+            The computed :attr:`first_pass` (the sample's hashes per chunk).
+
+        Raises
+        ------
+        UserError
+            As :func:`scan_input`: no rows, or rows with NaN/inf.
+        """
+        sample = np.concatenate(first_pass) if len(first_pass) else None
+        # only the total of NaN/inf rows is known: with any, the job stops here
+        nonfinite = [n_nonfinite] + [0] * (len(chunk_rows) - 1)
+        self.scan = ScanResult(rows=list(chunk_rows), nonfinite=nonfinite, sample=sample)
+        _check_scan(self.source, self.scan, "error")
+        self.X = with_row_chunks(self.X, tuple(chunk_rows))
 
     def report_fields(self) -> dict:
         """What report.json says about the input beyond ``n_rows``: the files read and pruned,
@@ -224,9 +259,62 @@ def scan_input(source: InputSource, *, nan_policy: str = "error", sample_rows: i
         Empty data set, unreadable data, non-finite values with ``nan_policy: error``, or
         weights that are negative, NaN or infinite (or all 0) in a row of the fit.
     """
+    feature_columns = source.feature_columns
+    scan = scan_features(source.features, source.url, n_features=len(feature_columns),
+                         sample_rate=_sample_rate(source, sample_rows))
+    _check_scan(source, scan, nan_policy)
+    weight_column, n_fit = source.weight_column, scan.n_rows - scan.n_nonfinite
+    if weight_column is not None and scan.bad_weight:
+        raise UserError(f"input.weight_column: {scan.bad_weight:,} of {n_fit:,} rows have a negative, NaN or "
+                        f"infinite weight in {weight_column!r}")
+    if weight_column is not None and scan.zero_weight == n_fit:
+        raise UserError(f"input.weight_column: every weight in {weight_column!r} is 0; nothing to fit")
+    X = feature_array(source.features, scan, drop_nonfinite=nan_policy == "drop", n_features=len(feature_columns))
+    weights = None
+    if weight_column is not None:
+        X, weights = X[:, :-1], X[:, -1]
+        logger.info("read: weights from %r: total %.6g, %s rows of weight 0 (labelled, not fitted)",
+                    weight_column, scan.weight_total, f"{scan.zero_weight:,}")
+    return InputData(source=source, scan=scan, X=X, weights=weights)
+
+
+def defer_scan(source: InputSource, *, sample_rows: int = 0) -> InputData:
+    """The input for a fit whose first pass does the read pass's work: one read of the data less.
+
+    For ``nan_policy: error`` without a weight column, where nothing has to be dropped or
+    checked before the fit: the engine's first pass counts the rows per partition and finds
+    NaN/inf (:meth:`InputData.count` checks them then) and takes the deduplication sample
+    (``first_pass``) in the same read as the trees.
+
+    Parameters
+    ----------
+    source : InputSource
+        From :func:`open_input`, without a weight column.
+    sample_rows : int
+        As in :func:`scan_input`.
+
+    Returns
+    -------
+    InputData
+        ``scan`` None, ``X`` with row chunks of unknown length.
+    """
+    from dshift.dedup import sample_hashes
+
+    if source.weight_column is not None:
+        raise ValueError("defer_scan: a weight column is checked in the read pass (scan_input)")
+    X = source.features.to_dask_array()
+    rate = _sample_rate(source, sample_rows)
+    sample = [delayed(sample_hashes, pure=True)(chunk, rate) for chunk in X.to_delayed().ravel()] if rate else []
+    return InputData(source=source, scan=None, X=X, first_pass=sample)
+
+
+def _sample_rate(source: InputSource, sample_rows: int) -> float:
+    return min(sample_rows / max(source.n_rows_input, 1), 1.0)
+
+
+def _check_scan(source: InputSource, scan: ScanResult, nan_policy: str) -> None:
+    """Refuse an empty input or (``nan_policy: error``) rows with NaN/inf; log what was read."""
     keys, url, feature_columns = source.keys, source.url, source.feature_columns
-    rate = min(sample_rows / max(source.n_rows_input, 1), 1.0)
-    scan = scan_features(source.features, url, n_features=len(feature_columns), sample_rate=rate)
     if scan.n_rows == 0 and source.filters:
         raise UserError(f"{keys['filters']}: no row of the {source.n_rows_input:,} rows read matches the filters")
     if scan.n_rows == 0:
@@ -240,16 +328,6 @@ def scan_input(source: InputSource, *, nan_policy: str = "error", sample_rows: i
         if scan.n_nonfinite == scan.n_rows:
             raise UserError(f"{keys['path']}: every row has NaN or infinity in the feature columns; nothing to fit")
         logger.info("read: dropping %s rows with NaN/inf from the fit (they get label -1)", f"{scan.n_nonfinite:,}")
-    weight_column, n_fit = source.weight_column, scan.n_rows - scan.n_nonfinite
-    if weight_column is not None and scan.bad_weight:
-        raise UserError(f"input.weight_column: {scan.bad_weight:,} of {n_fit:,} rows have a negative, NaN or "
-                        f"infinite weight in {weight_column!r}")
-    if weight_column is not None and scan.zero_weight == n_fit:
-        raise UserError(f"input.weight_column: every weight in {weight_column!r} is 0; nothing to fit")
-    X = feature_array(source.features, scan, drop_nonfinite=nan_policy == "drop", n_features=len(feature_columns))
-    weights = None
-    if weight_column is not None:
-        X, weights = X[:, :-1], X[:, -1]
     n_files, n_pruned = len(source.files.files), source.files.n_pruned
     logger.info(
         "read: %d file%s%s, %d partitions, %s rows%s, %d features (%s)",
@@ -258,7 +336,3 @@ def scan_input(source: InputSource, *, nan_policy: str = "error", sample_rows: i
         f" match the filters (of {source.n_rows_input:,} read)" if source.filters else "",
         len(feature_columns), ", ".join(feature_columns),
     )
-    if weight_column is not None:
-        logger.info("read: weights from %r: total %.6g, %s rows of weight 0 (labelled, not fitted)",
-                    weight_column, scan.weight_total, f"{scan.zero_weight:,}")
-    return InputData(source=source, scan=scan, X=X, weights=weights)
