@@ -1,12 +1,11 @@
 """Imported by the fork server the ``dshift`` program's local workers are forked from
-(:func:`dshift.cluster.start_worker_server`): it takes the environment a spawned worker would
-have and loads the compiled kernels once, so every worker starts with them instead of loading
-them itself."""
+(:func:`dshift.cluster.start_worker_server`): it sets the workers' malloc and loads the
+compiled kernels once, so every worker starts with them instead of loading them itself."""
 
 import contextlib
 
 with contextlib.suppress(Exception):  # a head start only: a worker loads whatever it lacks
-    from dshift.cluster import warm_up, worker_environment
+    from dshift.cluster import warm_up, worker_malloc
 
-    worker_environment()
+    worker_malloc()
     warm_up()

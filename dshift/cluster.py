@@ -332,31 +332,31 @@ def _warm() -> None:
         warm_up()
 
 
-_MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_TOP_PAD_": -2, "MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_MMAP_MAX_": -4}
-"""glibc's malloc settings read from the environment at start-up, and their ``mallopt`` numbers."""
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": (-3, 16 << 20), "MALLOC_TRIM_THRESHOLD_": (-1, 64 << 20)}
+"""glibc malloc settings of the fork server's workers: environment variable -> (``mallopt``
+number, value). Arrays of 16 MiB and more are mapped and unmapped on their own, so a freed
+chunk or tree goes back to the system at once; smaller buffers (a column, a Parquet page)
+are reused from the heap, which keeps at most 64 MiB free at its top. Measured on the 10M-row
+job: 0.1-0.15 GiB lower peak than glibc's defaults, whose mapping threshold grows to 32 MiB
+as arrays are freed, with the labelling pass as fast; Dask's 64 KiB trim threshold (what a
+spawned worker gets) made that pass 0.3 s slower."""
 
 
-def worker_environment() -> None:
-    """Give this process (the fork server) what distributed's ``distributed.nanny.pre-spawn-environ``
-    gives a worker it spawns: environment variables, and glibc's malloc settings among them,
-    which malloc reads only when a process starts, set with ``mallopt`` instead.
+def worker_malloc() -> None:
+    """Apply :data:`WORKER_MALLOC` in this process (the fork server; its workers inherit it).
 
-    A nanny sets those variables before it spawns a worker; a forked worker has its fork
-    server's environment and malloc instead. Without ``MALLOC_TRIM_THRESHOLD_`` (Dask's
-    default 64 KiB) the freed heap of a read or a tree build stays with the worker.
+    A spawned worker's malloc reads ``MALLOC_*`` variables when it starts; a forked one has
+    its server's malloc, set here with ``mallopt``. Variables set in the environment win
+    (glibc read them when the server started). Linux (glibc) only; elsewhere a no-op.
     """
     import ctypes
-    import ctypes.util
     import os
 
-    environ = {k: os.environ.get(k, str(v))
-               for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}).items() if v is not None}
-    os.environ.update(environ)
-    settings = {_MALLOPT[k]: int(v) for k, v in environ.items() if k in _MALLOPT}
-    if settings:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        for param, value in settings.items():
-            libc.mallopt(param, value)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        for name, (param, value) in WORKER_MALLOC.items():
+            if name not in os.environ:
+                libc.mallopt(param, value)
 
 
 def warm_up() -> None:

@@ -42,8 +42,7 @@ def test_in_process_callers_keep_spawn_and_workers_warm_up_without_sklearn():
 
 def test_the_program_forks_warm_workers_from_a_fork_server(tmp_path):
     """As the dshift program does: the server starts first, and its workers have the kernels
-    loaded before any task or warm-up of their own ran, and the environment (malloc's included)
-    distributed gives the workers it spawns."""
+    loaded before any task or warm-up of their own ran, and dshift's malloc settings."""
     script = tmp_path / "program.py"
     script.write_text(textwrap.dedent("""
         import json, sys
@@ -52,11 +51,11 @@ def test_the_program_forks_warm_workers_from_a_fork_server(tmp_path):
             import multiprocessing, psutil
             import numpy as np
             parent = " ".join(psutil.Process().parent().cmdline())
-            # freed arrays go back to the system, as with the environment a nanny spawns workers with
-            # (glibc's dynamic mmap threshold would keep the second one in the heap)
+            # a freed large array goes back to the system (dshift.cluster.WORKER_MALLOC): with
+            # glibc's dynamic mmap threshold the second one would stay in the heap
             for _ in range(2):
                 before = psutil.Process().memory_info().rss
-                block = np.ones(2_000_000)  # 16 MB: below glibc's largest dynamic threshold (32 MB)
+                block = np.ones(2_500_000)  # 20 MB: below glibc's largest dynamic threshold (32 MB)
                 del block
             kept = psutil.Process().memory_info().rss - before
             return {"forked": "forkserver" in parent, "kernels": "dshift.shifting" in sys.modules,
