@@ -40,6 +40,25 @@ def test_write_labels_counts_and_sample(tmp_path, parquet_input):
     assert sorted(os.listdir(tmp_path / "labels")) == [f"part.{i:05d}.parquet" for i in range(3)]
 
 
+def test_write_labels_dictionary_pages_only_for_columns_of_few_values(tmp_path):
+    import dask.dataframe as dd
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=20_000), "b": rng.normal(size=20_000), "city": rng.choice(["x", "y"], 20_000)})
+    labelled = label_frame(dd.from_pandas(frame, npartitions=1), ["a", "b"], np.array([[0.0, 0.0], [1.0, 1.0]]),
+                           9.0, True, "cl")
+    write_labels(labelled, str(tmp_path / "labels"), label_column="cl", n_rows=len(frame))
+    meta = pq.ParquetFile(tmp_path / "labels" / "part.00000.parquet").metadata.row_group(0)
+    chunks = {meta.column(j).path_in_schema: meta.column(j) for j in range(meta.num_columns)}
+    for name in ("cl", "city"):  # two values: a dictionary
+        assert chunks[name].has_dictionary_page and chunks[name].dictionary_page_offset is not None
+    for name in ("a", "b"):  # 20,000 distinct doubles: plain after a dictionary page of 64 KiB at most
+        assert "PLAIN" in chunks[name].encodings
+        assert chunks[name].data_page_offset - chunks[name].dictionary_page_offset <= 70_000
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "labels")[["a", "b", "city"]], frame, check_dtype=False)
+
+
 def test_write_labels_partitioned_each_row_once(tmp_path, hive_lake):
     frame, d = hive_lake
     source = open_input(str(d), columns=FEATURES, filters=[["month", "!=", 11]])
