@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import dask
 import numpy as np
 from dask.delayed import Delayed, delayed
 
@@ -291,7 +292,13 @@ def climb_many(
         stepped = []
         for b in live:
             query = delayed(block_query, pure=True)(base[b], radius[b])
-            parts = [delayed(block_sums, pure=True)(ix, query, radius[b]) for ix in indexes]
+            parts = []
+            for t, ix in enumerate(indexes):
+                # Every other pass visits the trees in reverse order, so a pass starts with the
+                # trees the last one used: when they spill to the workers' disks, a pass in the
+                # same order would find every tree evicted (the spill is least recently used).
+                with dask.annotate(priority=t if step % 2 else -t):
+                    parts.append(delayed(block_sums, pure=True)(ix, query, radius[b]))
             totals = _dask.tree_reduce(parts, _compensated.combine)
             stepped.append(delayed(advance, pure=True)(base[b], query, totals, radius[b], step, max_iter, dtype))
         return _Pass.start(live, stepped)
