@@ -9,6 +9,7 @@ composes them into the job, and ``dshift validate`` uses :func:`precheck_seeds`.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence, Union
 
@@ -102,7 +103,8 @@ def fit_input(data: InputData, bandwidths: Sequence[float], model: ModelConfig,
     model : ModelConfig
         ``model:`` section.
     clock : Stopwatch
-        Receives the ``deduplicate`` phase when the rows are collapsed.
+        Receives the ``deduplicate`` phase when the rows are collapsed (and ``read``, the
+        dropped first pass, when that was decided in it).
 
     Returns
     -------
@@ -120,12 +122,13 @@ def fit_input(data: InputData, bandwidths: Sequence[float], model: ModelConfig,
             if decided["ran"]:
                 raise _Collapse
 
+        started = time.perf_counter()
         try:
             fits = fit_models(data.X, bandwidths, model, n_rows_hint=data.source.n_rows_input,
                               first_pass=data.first_pass, on_first_pass=counted)
             return fits, FitRows(data.X, None, {"deduplication": decided, "n_rows_distinct": None})
-        except _Collapse:
-            pass
+        except _Collapse:  # that first pass was a read pass after all
+            clock.timings["read"] = time.perf_counter() - started
     with clock.phase("deduplicate"):
         X, weights, fields = deduplicate_rows(data, model, decided)
     return fit_models(X, bandwidths, model, weights), FitRows(X, weights, fields)

@@ -155,7 +155,9 @@ def test_one_read_decides_auto_in_the_first_pass(tmp_path, rounded):
     model = ModelConfig(bandwidth=2.0, bin_seeding=True)
     data = defer_scan(source, sample_rows=1000)
     assert data.scan is None and np.isnan(data.X.shape[0]) and len(data.first_pass) == len(data.X.chunks[0])
-    (fit,), rows = fit_input(data, [2.0], model, Stopwatch())
+    clock = Stopwatch()
+    (fit,), rows = fit_input(data, [2.0], model, clock)
+    assert ("read" in clock.timings) is rounded  # the dropped first pass is the read pass when collapsing
     (want,), want_rows = fit_input(scan_input(source, sample_rows=1000), [2.0], model, Stopwatch())
     assert rows.fields == want_rows.fields and rows.fields["deduplication"]["ran"] is rounded
     assert data.n_rows == 3000 and rows.X.shape[0] == (rows.fields["n_rows_distinct"] or 3000)
