@@ -31,3 +31,32 @@ def test_fit_many_equals_separate_fits(params, dtype):
                 one = dshift.MeanShift(bandwidth=bw, **params).fit(X)
             assert np.array_equal(res.cluster_centers, one.cluster_centers_) and res.n_iter == one.n_iter_
             np.testing.assert_array_equal(np.asarray(res.labels.compute() if lazy else res.labels), one.labels_)
+
+
+def test_first_pass_extras_and_the_callback_that_can_stop_the_fit():
+    """A caller's own per-chunk work rides along the first pass; the callback sees the rows
+    per chunk (unknown before) and its results, and may stop the fit before any seeding."""
+    from dask.delayed import delayed
+
+    X = blobs(300, 2, 3, 0.8, seed=1)
+    frame_chunks = da.from_array(X, chunks=(100, 2))
+    arr = da.Array(frame_chunks.dask, frame_chunks.name, chunks=((np.nan,) * 3, (2,)), meta=frame_chunks._meta)
+    data = _input.prepare_array(arr, n_rows_hint=400)
+    extra = [delayed(np.sum, pure=True)(chunk) for chunk in arr.to_delayed().ravel()]  # the same chunks
+    seen = []
+    (res,) = fit_many(data, bandwidths=[1.0], seeds=None, bin_seeding=True, min_bin_freq=1, cluster_all=True,
+                      max_iter=300, n_jobs=None, first_pass=extra, on_first_pass=lambda s, v: seen.append((s, v)))
+    ((scan, values),) = seen
+    assert scan.chunk_rows == (100, 100, 100) and scan.n_nonfinite == 0
+    np.testing.assert_allclose(values, [X[:100].sum(), X[100:200].sum(), X[200:].sum()])
+    assert np.array_equal(res.cluster_centers, dshift.MeanShift(bandwidth=1.0, bin_seeding=True).fit(X).cluster_centers_)
+
+    class Stop(Exception):
+        pass
+
+    def stop(scan, values):
+        raise Stop
+
+    with pytest.raises(Stop):
+        fit_many(data, bandwidths=[1.0], seeds=None, bin_seeding=True, min_bin_freq=1, cluster_all=True,
+                 max_iter=300, n_jobs=None, on_first_pass=stop, on_seeds=lambda n, s: pytest.fail("seeded"))
