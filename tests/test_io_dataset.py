@@ -37,6 +37,19 @@ def test_check_parquet_files_counts_rows_and_names_corrupt_file(parquet_input):
         check_parquet_files(list_input_files(str(d)))
 
 
+def test_a_column_of_integers_in_one_file_and_floats_in_another_is_refused(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1.5, 2.5], "b": [1, 2], "n": [1, 2]})
+    frame.to_parquet(tmp_path / "part-0.parquet")
+    frame.astype({"a": "int64", "b": "int32", "n": "float32"}).to_parquet(tmp_path / "part-1.parquet")
+    with pytest.raises(UserError, match=r"input.path: column 'a' is double in '.*part-0.parquet' but int64 in "
+                                        r"'.*part-1.parquet'; rewrite the files with one type for it"):
+        check_parquet_files(list_input_files(str(tmp_path)))
+    frame.astype({"b": "int32", "n": "int8"}).to_parquet(tmp_path / "part-1.parquet")  # widths may differ
+    assert check_parquet_files(list_input_files(str(tmp_path))) == 4
+
+
 # --------------------------------------------------------------------------------------------
 # Hive partition keys and partition pruning
 

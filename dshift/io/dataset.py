@@ -194,13 +194,15 @@ def check_parquet_files(inputs: InputFiles, *, max_threads: int = 16) -> int:
     Raises
     ------
     UserError
-        Naming the corrupt or unreadable file.
+        Naming the corrupt or unreadable file, or a column whose kind of values (integer,
+        floating point or other) differs between two files: the labels are written with
+        one schema for all partitions, which such a column cannot take.
     """
 
-    def footer(path: str) -> tuple[str, Optional[int], Optional[str]]:
+    def footer(path: str) -> tuple[str, Optional[pq.FileMetaData], Optional[str]]:
         try:
             with inputs.fs.open(path, "rb") as fh:
-                return path, pq.ParquetFile(fh).metadata.num_rows, None
+                return path, pq.ParquetFile(fh).metadata, None
         except (pa.ArrowException, OSError, ValueError) as exc:
             return path, None, str(exc)
 
@@ -211,7 +213,27 @@ def check_parquet_files(inputs: InputFiles, *, max_threads: int = 16) -> int:
         path, err = bad[0]
         more = f" ({len(bad) - 1} more bad files)" if len(bad) > 1 else ""
         raise UserError(f"input file {inputs.show(path)!r} is not a readable Parquet file: {err}{more}")
-    return int(sum(n for _, n, _ in results))
+    _check_column_kinds(inputs, [(p, meta.schema.to_arrow_schema()) for p, meta, _ in results])
+    return int(sum(meta.num_rows for _, meta, _ in results))
+
+
+def _check_column_kinds(inputs: InputFiles, schemas: list[tuple[str, pa.Schema]]) -> None:
+    """Refuse a column that holds integers in one file and floating-point numbers in another.
+
+    The labels are written with one schema for every partition (the first file's types), and
+    floats do not fit an integer column. Widths may differ (int32 and int64, float32 and
+    float64); other differences are left to the reader and writer.
+    """
+    first: dict[str, tuple[str, pa.DataType]] = {}
+    for path, schema in schemas:
+        for column in schema:
+            seen = first.setdefault(column.name, (path, column.type))
+            a, b = seen[1], column.type
+            if (pa.types.is_integer(a) and pa.types.is_floating(b)) or (pa.types.is_floating(a) and pa.types.is_integer(b)):
+                raise UserError(
+                    f"input.path: column {column.name!r} is {seen[1]} in {inputs.show(seen[0])!r} but {column.type} "
+                    f"in {inputs.show(path)!r}; rewrite the files with one type for it"
+                )
 
 
 def read_schema(inputs: InputFiles) -> pa.Schema:
