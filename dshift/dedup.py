@@ -40,7 +40,7 @@ from dask.delayed import delayed
 from numba import njit
 
 from dshift import _dask, _input
-from dshift.seeding import BinTable, _empty_store, _merge_rows, key_hash
+from dshift.grouping import BinTable, empty_store, key_hash, merge_rows
 
 __all__ = ["deduplicate", "chunk_groups", "merge_groups", "sample_hashes", "distinct_fraction"]
 
@@ -68,8 +68,8 @@ def _group(rows: np.ndarray, weight: np.ndarray, weight_c: np.ndarray, key: np.n
     makes that the smallest or largest, whatever order the rows arrive in.
     """
     order = np.argsort(key if keep == "first" else -key, kind="stable")
-    return BinTable(*_merge_rows(np.ascontiguousarray(rows[order]), weight[order], weight_c[order], key[order],
-                                 *_empty_store(rows.shape[1])))
+    return BinTable(*merge_rows(np.ascontiguousarray(rows[order]), weight[order], weight_c[order], key[order],
+                                 *empty_store(rows.shape[1])))
 
 
 def _frame(table: BinTable, d: int) -> pd.DataFrame:

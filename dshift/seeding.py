@@ -24,22 +24,9 @@ from numba import njit
 
 from dshift import _dask, partition
 from dshift._compensated import add_pair
+from dshift.grouping import BinTable, empty_store, find, insert, merge_tables
 from dshift.partition import Partition
 from dshift.shifting import block_from_shares
-
-
-class BinTable(NamedTuple):
-    """Distinct grid bins of some rows, in order of first appearance."""
-
-    bins: np.ndarray  # (g, d) float64, integral values
-    counts: np.ndarray  # (g,) float64 points (or weight) in the bin: compensated sum, value part
-    counts_c: np.ndarray  # (g,) float64 error part (0 for unit or integer weights)
-    first: np.ndarray  # (g,) int64, global row of the bin's first point (of positive weight)
-
-    @property
-    def frequency(self) -> np.ndarray:
-        """Points (or weight) per bin, as scikit-learn counts them on repeated rows."""
-        return self.counts + self.counts_c
 
 
 class ScanResult(NamedTuple):
@@ -49,88 +36,6 @@ class ScanResult(NamedTuple):
     n_nonfinite: int
     tables: tuple[BinTable, ...]  # one per bin size asked for; none once a row is not finite
     chunk_rows: tuple[int, ...] = ()  # rows of each chunk scanned, in order
-
-
-@njit(inline="always", cache=True)
-def key_hash(bits: np.ndarray) -> np.uint64:
-    """64-bit hash of a key's bit patterns: every input bit reaches every output bit
-    (integral floats have long runs of zero low bits, which a plain multiplicative hash
-    leaves clustered)."""
-    h = np.uint64(0x9E3779B97F4A7C15)
-    for j in range(bits.shape[0]):
-        h ^= np.uint64(bits[j])
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xC4CEB9FE1A85EC53)
-        h ^= h >> np.uint64(33)
-    return h
-
-
-@njit(inline="always", cache=True)
-def _slot(bits: np.ndarray, mask: int) -> int:
-    return np.int64(key_hash(bits) & np.uint64(mask))
-
-
-@njit(inline="always", cache=True)
-def _find(keys, slots, key_bits) -> tuple[int, int]:
-    """The group of key ``key_bits`` and its slot, or -1 and the free slot it would take."""
-    mask = slots.shape[0] - 1
-    kbits = keys.view(np.int64)
-    s = _slot(key_bits, mask)
-    while True:
-        g = slots[s]
-        if g < 0:
-            return -1, s
-        same = True
-        for j in range(key_bits.shape[0]):
-            if kbits[g, j] != key_bits[j]:
-                same = False
-                break
-        if same:
-            return g, s
-        s = (s + 1) & mask
-
-
-@njit(inline="always", cache=True)
-def _insert(keys, counts, counts_c, first, slots, n_groups, key_bits, weight, weight_c, row):
-    """Add ``weight`` (+ ``weight_c``) to the group of key ``key_bits`` (a new group starts at ``row``).
-
-    Returns the (possibly regrown) arrays and the new group count; groups are numbered
-    in order of first appearance. Callers that mostly meet known keys look them up with
-    :func:`_find` first: returning the arrays costs more than the lookup.
-    """
-    g, s = _find(keys, slots, key_bits)
-    if g >= 0:
-        add_pair(counts, counts_c, g, weight, weight_c)
-        return keys, counts, counts_c, first, slots, n_groups
-    kbits = keys.view(np.int64)
-    if n_groups == keys.shape[0]:  # grow the group store
-        keys = np.concatenate((keys, np.empty_like(keys)))
-        counts = np.concatenate((counts, np.zeros_like(counts)))
-        counts_c = np.concatenate((counts_c, np.zeros_like(counts_c)))
-        first = np.concatenate((first, np.empty_like(first)))
-        kbits = keys.view(np.int64)
-    for j in range(key_bits.shape[0]):
-        kbits[n_groups, j] = key_bits[j]
-    counts[n_groups] = weight
-    counts_c[n_groups] = weight_c
-    first[n_groups] = row
-    slots[s] = n_groups
-    n_groups += 1
-    if 2 * n_groups > slots.shape[0]:  # keep the table at most half full
-        slots = np.full(2 * slots.shape[0], -1, np.int64)
-        mask = slots.shape[0] - 1
-        for g in range(n_groups):
-            s = _slot(kbits[g], mask)
-            while slots[s] >= 0:
-                s = (s + 1) & mask
-            slots[s] = g
-    return keys, counts, counts_c, first, slots, n_groups
-
-
-def _empty_store(d: int):
-    return np.empty((64, d)), np.zeros(64), np.zeros(64), np.empty(64, np.int64), np.full(128, -1, np.int64)
 
 
 @njit(nogil=True, cache=True)
@@ -144,7 +49,7 @@ def _scan_rows(chunk, weights, bin_size, div32, with_bins, keys, counts, counts_
         if i == n:
             return n_bad, keys[:n_groups], counts[:n_groups], counts_c[:n_groups], first[:n_groups]
         w = weights[i] if weights.shape[0] > 0 else 1.0
-        keys, counts, counts_c, first, slots, n_groups = _insert(
+        keys, counts, counts_c, first, slots, n_groups = insert(
             keys, counts, counts_c, first, slots, n_groups, key.view(np.int64), w, 0.0, i)
         i += 1
 
@@ -175,35 +80,11 @@ def _scan_known(chunk, weights, bin_size, div32, with_bins, start, n_bad, key, k
         elif with_bins and n_bad == 0:
             w = weights[i] if weighted else 1.0
             if w > 0.0:  # a row of weight 0 is not in the (repeated) data at all
-                g, _ = _find(keys, slots, key_bits)
+                g, _ = find(keys, slots, key_bits)
                 if g < 0:
                     return i, n_bad
                 add_pair(counts, counts_c, g, w, 0.0)
     return n, n_bad
-
-
-@njit(nogil=True, cache=True)
-def _merge_rows(bins, in_counts, in_counts_c, firsts, keys, counts, counts_c, first, slots):
-    bits = bins.view(np.int64)
-    n_groups, i = 0, 0
-    while True:  # as _scan_rows: known keys in a tight loop, the table grows between
-        i = _merge_known(bits, in_counts, in_counts_c, i, keys, counts, counts_c, slots)
-        if i == bits.shape[0]:
-            return keys[:n_groups], counts[:n_groups], counts_c[:n_groups], first[:n_groups]
-        keys, counts, counts_c, first, slots, n_groups = _insert(
-            keys, counts, counts_c, first, slots, n_groups, bits[i], in_counts[i], in_counts_c[i], firsts[i])
-        i += 1
-
-
-@njit(nogil=True, cache=True)
-def _merge_known(bits, in_counts, in_counts_c, start, keys, counts, counts_c, slots):
-    """From row ``start``: add each key's counts to its group, up to the first new key (returned)."""
-    for i in range(start, bits.shape[0]):
-        g, _ = _find(keys, slots, bits[i])
-        if g < 0:
-            return i
-        add_pair(counts, counts_c, g, in_counts[i], in_counts_c[i])
-    return bits.shape[0]
 
 
 def _divides_in_float32(dtype: np.dtype, bin_size) -> bool:
@@ -233,20 +114,6 @@ def bin_table(chunk: np.ndarray, bin_size: float, offset: int = 0, weights: np.n
     return table._replace(first=table.first + offset)
 
 
-def merge_tables(a: BinTable, b: BinTable) -> BinTable:
-    """Merge the tables of two row ranges, ``a`` before ``b``."""
-    bins = np.ascontiguousarray(np.concatenate([a.bins, b.bins]))
-    return BinTable(
-        *_merge_rows(
-            bins,
-            np.concatenate([a.counts, b.counts]),
-            np.concatenate([a.counts_c, b.counts_c]),
-            np.concatenate([a.first, b.first]),
-            *_empty_store(bins.shape[1]),
-        )
-    )
-
-
 def scan_chunk(chunk: np.ndarray, bin_sizes: tuple = (), weights: np.ndarray | None = None) -> ScanResult:
     """One chunk's share of the scan pass: row count, rows with NaN/inf, and bin tables.
 
@@ -264,7 +131,7 @@ def scan_chunk(chunk: np.ndarray, bin_sizes: tuple = (), weights: np.ndarray | N
         with_bins = bin_size is not None
         n_bad, keys, counts, counts_c, first = _scan_rows(
             chunk, w, float(bin_size) if with_bins else 1.0,
-            with_bins and _divides_in_float32(chunk.dtype, bin_size), with_bins, *_empty_store(chunk.shape[1]),
+            with_bins and _divides_in_float32(chunk.dtype, bin_size), with_bins, *empty_store(chunk.shape[1]),
         )
         if n_bad:
             return ScanResult(len(chunk), int(n_bad), (), (len(chunk),))

@@ -12,16 +12,15 @@ from dask.delayed import delayed
 
 import dshift
 from _parity import blobs, reference_bins
+from dshift.grouping import BinTable, merge_tables
 from dshift.seeding import (
     get_bin_seeds,
     BinSummary,
-    BinTable,
     ScanResult,
     bin_seed_blocks,
     bin_seeds,
     bin_table,
     bins_fit,
-    merge_tables,
     point_samples,
     point_seed_blocks,
     scan,
