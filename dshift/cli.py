@@ -135,7 +135,7 @@ def _prepare_run(args: argparse.Namespace) -> _Job:
     cfg = _load_config(args.config)
 
     def run() -> None:
-        from dshift.cluster import start_worker_server
+        from dshift.workers import start_worker_server
 
         start_worker_server(cfg.cluster)  # the workers' imports and kernels load while the driver imports
         from dshift.pipelines.cluster_parquet import run as run_job
@@ -248,7 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     prepare = {"run": _prepare_run, "validate": _prepare_validate, "predict": _prepare_predict}[args.command]
     program = argv is None  # this process is the dshift program and exits after main()
     if program:
-        from dshift.cluster import use_fork_server
+        from dshift.workers import use_fork_server
 
         use_fork_server()
     with InterruptHandler(GRACE, outcome.overrun, restore=not program) as interrupts:

@@ -3,7 +3,7 @@
 ``run(config)`` reads top to bottom as the job's stages; the work is done by
 :mod:`dshift.batch` (bandwidth, deduplication, fit or sweep, seed checks),
 :mod:`dshift.io` (:mod:`~dshift.io.inputs` reading, :mod:`~dshift.io.labels` labelling,
-:mod:`~dshift.io.outputs` staged output), :mod:`dshift.cluster` (Dask) and
+:mod:`~dshift.io.outputs` staged output), :mod:`dshift.cluster` (Dask), :mod:`dshift.workers` (the local workers) and
 :mod:`dshift.report` (model.json, report.json, clusters.png).
 
 Usage: ``dshift run CONFIG.yaml`` or ``python -m dshift.pipelines.cluster_parquet CONFIG.yaml``.
@@ -18,7 +18,8 @@ from typing import Any, Optional, Sequence
 
 from dshift.batch import (DEDUP_SAMPLE_ROWS, choose_bandwidth, fit_input, precheck_seeds, reads_in_fit,
                           sweep_bandwidths)
-from dshift.cluster import connect, persist_policy, trim_worker_memory
+from dshift.cluster import connect, persist_policy
+from dshift.workers import trim_worker_memory
 from dshift.config import Config
 from dshift.config_load import load_config
 from dshift.errors import UserError
