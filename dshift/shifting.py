@@ -281,14 +281,15 @@ def climb_many(
     radius = [runs[r][1] for r in owner]
     blocks = [b for run_blocks, _ in runs for b in run_blocks]
     seeded = _Pass.start(list(range(len(blocks))), blocks).wait("seeding", n_jobs)
-    blocks, summaries = [seeded[b][0] for b in range(len(blocks))], [seeded[b][1] for b in range(len(blocks))]
+    blocks = [block for block, _ in seeded.values()]  # in block order, as started
+    summaries = [summary for _, summary in seeded.values()]
     # On a cluster the next pass is started before this one's summaries reach the driver, on
     # its results still to come: the driver's round trip between passes is hidden. A block
     # whose seeds all finish in this pass has nothing to query in the next; that pass's
     # result for it is dropped unused.
     ahead = _dask.active_client() is not None
 
-    def start(live: list[int], base: list[Delayed], step: int) -> _Pass:
+    def start(live: list[int], base: Sequence[Delayed] | dict[int, Delayed], step: int) -> _Pass:
         stepped = []
         for b in live:
             query = delayed(block_query, pure=True)(base[b], radius[b])
@@ -308,7 +309,7 @@ def climb_many(
     while pending is not None:
         t0 = time.perf_counter()
         before = {b: summaries[b].n_active for b in live}
-        following = start(live, pending.handles(len(blocks)), step + 1) if ahead else None
+        following = start(live, pending.handles(), step + 1) if ahead else None
         what = f"shift iteration {step} ({sum(before.values()):,} seeds in {len(live)} blocks)"
         for b, (block, summary) in pending.wait(what, n_jobs).items():
             blocks[b], summaries[b] = block, summary
@@ -349,12 +350,9 @@ class _Pass:
         objs = [*stepped, *(delayed(summarize, pure=True)(b) for b in stepped)]
         return cls(live, objs, _dask.start_persist(objs))
 
-    def handles(self, n_blocks: int) -> list[Delayed | None]:
-        """Per block number, its new block, persisted (results may be still to come)."""
-        out: list[Delayed | None] = [None] * n_blocks
-        for b, kept in zip(self.live, self.started or self.objs):
-            out[b] = kept
-        return out
+    def handles(self) -> dict[int, Delayed]:
+        """Block number -> its new block, persisted on the cluster (results may be still to come)."""
+        return dict(zip(self.live, self.started))
 
     def only(self, live: list[int]) -> _Pass:
         """This pass for some of its blocks (dropped, the others' results are released)."""
