@@ -58,6 +58,19 @@ def test_validate_reports_the_seed_count(blobs, tmp_path):
     assert re.search(r"seeds: at least \d+ grid bins \([\d,]+ rows sampled\)", proc.stdout), proc.stdout
 
 
+@pytest.mark.parametrize("bin_size", [0.5, 1.0, 3.0, 1e-9])
+def test_precheck_counts_the_bins_bin_seeding_finds(bin_size):
+    """The driver counts a sample's bins with NumPy (no compiled kernel before the cluster starts);
+    the count is bin_table's, with halves rounded to even and -0.0 in the bin of 0.0."""
+    from dshift.batch import count_bins
+    from dshift.seeding import bin_table
+
+    rng = np.random.default_rng(7)
+    sample = np.concatenate([rng.normal(0, 4, (3000, 3)), np.round(rng.normal(0, 4, (2000, 3)) * 2) / 2,
+                             [[-0.0, 0.0, -0.0], [0.0, -0.0, 0.0], [-0.25, 0.25, 0.5]]])
+    assert count_bins(sample, bin_size) == len(bin_table(sample, bin_size).counts)
+
+
 def test_long_pass_reports_progress(blobs, tmp_path):
     """Every row a seed in small blocks, progress every 0.2 s: lines name blocks done of total."""
     frame, data = blobs
