@@ -174,6 +174,47 @@ def label_array(X: da.Array, centers, bandwidth: float, cluster_all: bool) -> da
     )
 
 
+def label_totals(labels: np.ndarray, weights: np.ndarray | None, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """The labels present in a chunk (-1 .. n_clusters - 1) and their rows (or weight)."""
+    if n_clusters >= len(labels):  # a cluster per few rows: count only the labels present (a sort)
+        labels, inverse = np.unique(labels, return_inverse=True)
+        return labels, np.bincount(inverse, weights=weights, minlength=len(labels))
+    totals = np.bincount(labels + 1, weights=weights, minlength=n_clusters + 1)  # linear, no sort
+    present = np.flatnonzero(totals)
+    return present - 1, totals[present]
+
+
+def index_label_totals(index: ChunkIndex, centers, bandwidth: float, cluster_all: bool,
+                       n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`label_totals` of the points (and weights) a chunk's tree holds.
+
+    Cluster sizes need no row order, so the trees a fit keeps give them without another
+    read of the data.
+    """
+    weights = index.weights if len(index.weights) else None
+    return label_totals(assign_labels(index.points, centers, bandwidth, cluster_all), weights, n_clusters)
+
+
+def add_totals(pieces, n_clusters: int, weighted: bool) -> np.ndarray:
+    """Sum chunks' :func:`label_totals`: ``sizes[0]`` the outliers (-1), ``sizes[j + 1]`` cluster j.
+
+    Parameters
+    ----------
+    pieces : iterable of (labels, totals)
+    n_clusters : int
+    weighted : bool
+        Totals of weight (float64) rather than rows (int64).
+
+    Returns
+    -------
+    ndarray of shape (n_clusters + 1,)
+    """
+    size = np.zeros(n_clusters + 1, dtype=np.float64 if weighted else np.int64)
+    for values, counts in pieces:
+        np.add.at(size, values + 1, counts)
+    return size
+
+
 def shared_center_index(centers) -> Delayed:
     """A lazy :class:`CenterIndex` for ``centers`` (array or Delayed), for labelling passes."""
     return delayed(center_index, pure=True)(centers)

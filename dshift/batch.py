@@ -86,7 +86,7 @@ class _Collapse(Exception):
 
 
 def fit_input(data: InputData, bandwidths: Sequence[float], model: ModelConfig,
-              clock: Stopwatch) -> tuple[list[FitResult], FitRows]:
+              clock: Stopwatch, count_sizes: bool = False) -> tuple[list[FitResult], FitRows]:
     """Deduplicate as ``model.deduplicate`` says, then fit every bandwidth in the same passes.
 
     After :func:`~dshift.io.inputs.defer_scan` the fit's first pass also counts and checks
@@ -105,6 +105,8 @@ def fit_input(data: InputData, bandwidths: Sequence[float], model: ModelConfig,
     clock : Stopwatch
         Receives the ``deduplicate`` phase when the rows are collapsed (and ``read``, the
         dropped first pass, when that was decided in it).
+    count_sizes : bool
+        Count every fit's cluster sizes (:func:`dshift.engine.fit_many`).
 
     Returns
     -------
@@ -125,13 +127,13 @@ def fit_input(data: InputData, bandwidths: Sequence[float], model: ModelConfig,
         started = time.perf_counter()
         try:
             fits = fit_models(data.X, bandwidths, model, n_rows_hint=data.source.n_rows_input,
-                              first_pass=data.first_pass, on_first_pass=counted)
+                              first_pass=data.first_pass, on_first_pass=counted, count_sizes=count_sizes)
             return fits, FitRows(data.X, None, {"deduplication": decided, "n_rows_distinct": None})
         except _Collapse:  # that first pass was a read pass after all
             clock.timings["read"] = time.perf_counter() - started
     with clock.phase("deduplicate"):
         X, weights, fields = deduplicate_rows(data, model, decided)
-    return fit_models(X, bandwidths, model, weights), FitRows(X, weights, fields)
+    return fit_models(X, bandwidths, model, weights, count_sizes=count_sizes), FitRows(X, weights, fields)
 
 
 def reads_in_fit(cfg: Config) -> bool:
@@ -144,7 +146,8 @@ def reads_in_fit(cfg: Config) -> bool:
 
 
 def fit_models(X, bandwidths: Sequence[float], model: ModelConfig, weights=None, *,
-               n_rows_hint: Optional[int] = None, first_pass: Sequence = (), on_first_pass=None) -> list[FitResult]:
+               n_rows_hint: Optional[int] = None, first_pass: Sequence = (), on_first_pass=None,
+               count_sizes: bool = False) -> list[FitResult]:
     """One fit per bandwidth, sharing every pass over the data (:func:`dshift.engine.fit_many`).
 
     Parameters
@@ -158,7 +161,7 @@ def fit_models(X, bandwidths: Sequence[float], model: ModelConfig, weights=None,
         ``model:`` section; ``max_seeds`` is enforced for every bandwidth before any shifting.
     weights : dask.array.Array, optional
         Checked row weights, one per row of ``X``.
-    n_rows_hint, first_pass, on_first_pass
+    n_rows_hint, first_pass, on_first_pass, count_sizes
         As in :func:`dshift._input.prepare_array` and :func:`dshift.engine.fit_many`.
 
     Returns
@@ -175,7 +178,7 @@ def fit_models(X, bandwidths: Sequence[float], model: ModelConfig, weights=None,
         return fit_many(prepare_array(X, weights, n_rows_hint), bandwidths=list(bandwidths), seeds=None,
                         bin_seeding=model.bin_seeding, min_bin_freq=model.min_bin_freq, cluster_all=model.cluster_all,
                         max_iter=model.max_iter, n_jobs=None, on_seeds=guard, first_pass=first_pass,
-                        on_first_pass=on_first_pass)
+                        on_first_pass=on_first_pass, count_sizes=count_sizes)
     except ValueError as exc:  # e.g. no bin reaches min_bin_freq, no point within bandwidth
         raise UserError(f"model: {exc}") from None
 
@@ -228,9 +231,9 @@ class SweepOutcome:
 def sweep_bandwidths(data: InputData, model: ModelConfig, clock: Stopwatch) -> SweepOutcome:
     """Fit every bandwidth of ``model.sweep`` in the same passes and pick the one to label with.
 
-    The bandwidths (estimated from one sample for ``quantiles``) are fitted together; one more
-    pass over the data counts every bandwidth's cluster sizes for the table
-    (:func:`dshift.sweep.summarize`); ``select`` names the bandwidth labelled, or ``auto`` takes
+    The bandwidths (estimated from one sample for ``quantiles``) are fitted together, and the
+    fit counts every bandwidth's cluster sizes for the table (:func:`dshift.sweep.summarize`)
+    from its trees, without another read; ``select`` names the bandwidth labelled, or ``auto`` takes
     the rule's suggestion (:func:`dshift.sweep.select_bandwidth`).
 
     Parameters
@@ -242,7 +245,7 @@ def sweep_bandwidths(data: InputData, model: ModelConfig, clock: Stopwatch) -> S
     model : ModelConfig
         ``model:`` section with a ``sweep``.
     clock : Stopwatch
-        Receives the ``bandwidth`` and ``sweep_sizes`` phases.
+        Receives the ``bandwidth`` phase (the fits' own timings hold ``sweep_sizes``).
 
     Returns
     -------
@@ -256,10 +259,9 @@ def sweep_bandwidths(data: InputData, model: ModelConfig, clock: Stopwatch) -> S
     bandwidths, quantiles = order_bandwidths(values, sweep.quantiles)
     logger.info("sweep: %d bandwidths from %.4g to %.4g, climbing together", len(bandwidths), bandwidths[0],
                 bandwidths[-1])
-    fits, rows = fit_input(data, bandwidths, model, clock)
-    logger.info("sweep: counting the cluster sizes of all %d bandwidths (one pass)", len(fits))
-    with clock.phase("sweep_sizes"):  # one more pass: the cluster sizes of every bandwidth
-        table, suggestion = summarize(fits, n_points=int(rows.X.shape[0]), weights=rows.weights, quantiles=quantiles)
+    fits, rows = fit_input(data, bandwidths, model, clock, count_sizes=True)
+    table, suggestion = summarize(fits, n_points=int(rows.X.shape[0]), weighted=rows.weights is not None,
+                                  quantiles=quantiles)
     picked = sweep.selected()
     index = suggestion.index if picked is None else bandwidths.index(values[picked])
     if picked is not None:

@@ -23,7 +23,7 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 
 from dshift import _dask, _input
-from dshift.assigning import label_array
+from dshift.assigning import add_totals, index_label_totals, label_array, label_totals, shared_center_index
 from dshift.bandwidth import estimate_bandwidth
 from dshift.index import build_group_index
 from dshift.merging import merge_blocks
@@ -55,6 +55,7 @@ class FitResult(NamedTuple):
     n_seeds: int
     timings: dict
     centers_at: Delayed  # the centers, persisted where the merge left them (labelling uses them there)
+    sizes: np.ndarray | None = None  # rows (or weight) per label, -1 first: with count_sizes only
 
 
 def _explicit_seeds(seeds, n_features: int) -> np.ndarray:
@@ -81,6 +82,7 @@ def fit_many(
     on_seeds: Callable[[int, str], None] | None = None,
     first_pass: Sequence[Delayed] = (),
     on_first_pass: Callable[[BinSummary, tuple], None] | None = None,
+    count_sizes: bool = False,
 ) -> list[FitResult]:
     """Fit one model per bandwidth, sharing every pass over the data.
 
@@ -109,6 +111,10 @@ def fit_many(
         done, before its results are used: ``scan`` (a :class:`~dshift.seeding.BinSummary`)
         has the rows per chunk and the count of rows with NaN/inf, ``values`` the computed
         ``first_pass``. It may raise to stop the fit.
+    count_sizes : bool
+        Also count every result's cluster sizes (``FitResult.sizes``, a ``sweep_sizes``
+        timing): for Dask input from the kept trees, all bandwidths in one pass without
+        reading the data again (from the data when the trees were not kept).
 
     Returns
     -------
@@ -210,7 +216,6 @@ def fit_many(
     lap("seeding")
 
     climbed = climb_many(indexes, runs, max_iter, data.dtype, n_jobs=n_jobs)
-    del indexes
     lap("shift")
     kept_centers = list(_dask.persist(*(merge_blocks(c.blocks, bw, data.dtype)
                                         for c, (_, bw) in zip(climbed, runs)), n_jobs=n_jobs))
@@ -223,8 +228,35 @@ def fit_many(
     if not data.lazy:
         labels = list(_dask.compute(*labels, n_jobs=n_jobs))
         lap("assign")
-    return [FitResult(c, lab, cl.n_iter, bw, n, dict(timings), at)
-            for c, lab, cl, (_, bw), n, at in zip(centers, labels, climbed, runs, n_seeds, kept_centers)]
+    sizes: list = [None] * len(runs)
+    if count_sizes:
+        sizes = _cluster_sizes(data, labels, indexes if data.lazy and kept_trees else None,
+                               [(at, bw, len(c)) for at, c, (_, bw) in zip(kept_centers, centers, runs)],
+                               cluster_all, n_jobs)
+        lap("sweep_sizes")
+    del indexes
+    return [FitResult(c, lab, cl.n_iter, bw, n, dict(timings), at, size)
+            for c, lab, cl, (_, bw), n, at, size in zip(centers, labels, climbed, runs, n_seeds, kept_centers, sizes)]
+
+
+def _cluster_sizes(data: _input.Prepared, labels: list, trees: list | None, models: list[tuple],
+                   cluster_all: bool, n_jobs: int | None) -> list[np.ndarray]:
+    """Every model's cluster sizes (see :func:`dshift.assigning.add_totals`): from in-memory
+    labels where they are, else from the kept trees (no read), else from the lazy labels (one
+    read of the data for all models)."""
+    weighted = data.weights is not None
+    if not data.lazy:
+        return [add_totals([label_totals(lab, data.local_weights, k)], k, weighted)
+                for lab, (_, _, k) in zip(labels, models)]
+    if trees is not None:
+        parts = [[delayed(index_label_totals, pure=True)(tree, shared_center_index(at), bw, cluster_all, k)
+                  for tree in trees] for at, bw, k in models]
+    else:
+        parts = [[delayed(label_totals, pure=True)(c, w, k)
+                  for c, w in zip(lab.to_delayed().ravel(), weight_blocks(lab, data.weights))]
+                 for lab, (_, _, k) in zip(labels, models)]
+    totals = _dask.compute(*parts, n_jobs=n_jobs)
+    return [add_totals(pieces, k, weighted) for pieces, (_, _, k) in zip(totals, models)]
 
 
 def _persist_together(groups: dict[str, list], n_jobs: int | None) -> dict[str, list]:

@@ -37,13 +37,11 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import NamedTuple
 
-import dask.array as da
 import numpy as np
 import pandas as pd
-from dask.delayed import delayed
 from sklearn.utils._param_validation import Interval, validate_params
 
-from dshift import _dask, _input
+from dshift import _input
 from dshift.bandwidth import bandwidth_estimator
 from dshift.engine import FitResult, _n_threads, fit_many
 from dshift.estimator import MeanShift
@@ -159,8 +157,9 @@ def bandwidth_sweep(
     -------
     BandwidthSweep
         ``table``, ``models``, ``chosen`` (see :func:`select_bandwidth`), ``chosen_index``,
-        ``reason``. For Dask input the shares take one more pass over the data, shared by
-        all bandwidths (the labels stay lazy).
+        ``reason``. For Dask input the shares are counted from the fit's trees (every
+        bandwidth in one pass, no read of the data when the trees were kept; the labels
+        stay lazy).
 
     Raises
     ------
@@ -185,9 +184,9 @@ def bandwidth_sweep(
         swept, qs = order_bandwidths(given)
     log.info("sweep: %d bandwidths from %.4g to %.4g", len(swept), swept[0], swept[-1])
     results = fit_many(data, bandwidths=swept, seeds=seeds, bin_seeding=bin_seeding, min_bin_freq=min_bin_freq,
-                       cluster_all=cluster_all, max_iter=max_iter, n_jobs=_n_threads(n_jobs))
-    table, choice = summarize(results, n_points=int(data.array.shape[0]), weights=weights, quantiles=qs,
-                              n_jobs=_n_threads(n_jobs))
+                       cluster_all=cluster_all, max_iter=max_iter, n_jobs=_n_threads(n_jobs), count_sizes=True)
+    table, choice = summarize(results, n_points=int(data.array.shape[0]), weighted=weights is not None,
+                              quantiles=qs)
     params = template.get_params()
     models = []
     for b, result in zip(swept, results):
@@ -239,77 +238,26 @@ def order_bandwidths(bandwidths: Sequence, quantiles: Sequence | None = None) ->
     return [bandwidths[i] for i in kept], None if quantiles is None else [quantiles[i] for i in kept]
 
 
-def cluster_sizes(results: Sequence[FitResult], weights=None, n_jobs: int | None = None) -> list[np.ndarray]:
-    """Rows (or weight) per label of each result: ``sizes[0]`` the outliers (-1), ``sizes[j + 1]`` cluster j.
-
-    In-memory labels are counted where they are; lazy (Dask) labels of all results are
-    counted in one pass, reading each chunk of the data once for every bandwidth.
-
-    Parameters
-    ----------
-    results : sequence of FitResult
-        From :func:`dshift.engine.fit_many` on the same data.
-    weights : ndarray or dask.array.Array, optional
-        Row weights (chunked like the data when lazy).
-    n_jobs : int, optional
-
-    Returns
-    -------
-    list of ndarray
-        One per result, of length ``n_clusters + 1``.
-    """
-    parts = []
-    for r in results:
-        k = len(r.cluster_centers)
-        if isinstance(r.labels, np.ndarray) and not isinstance(weights, da.Array):
-            parts.append([_label_totals(r.labels, weights, k)])
-            continue
-        labels = da.asarray(r.labels)
-        if weights is not None:
-            labels = labels.rechunk(weights.chunks)
-        w = [None] * labels.numblocks[0] if weights is None else weights.to_delayed().ravel()
-        parts.append([delayed(_label_totals, pure=True)(lab, wb, k) for lab, wb in zip(labels.to_delayed().ravel(), w)])
-    totals = _dask.compute(*parts, n_jobs=n_jobs)
-    sizes = []
-    for r, pieces in zip(results, totals):
-        size = np.zeros(len(r.cluster_centers) + 1, dtype=np.int64 if weights is None else np.float64)
-        for values, counts in pieces:
-            np.add.at(size, values + 1, counts)
-        sizes.append(size)
-    return sizes
-
-
-def _label_totals(labels: np.ndarray, weights: np.ndarray | None, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
-    """The labels present in a chunk (-1 .. n_clusters - 1) and their rows (or weight)."""
-    if n_clusters >= len(labels):  # a cluster per few rows: count only the labels present (a sort)
-        labels, inverse = np.unique(labels, return_inverse=True)
-        return labels, np.bincount(inverse, weights=weights, minlength=len(labels))
-    totals = np.bincount(labels + 1, weights=weights, minlength=n_clusters + 1)  # linear, no sort
-    present = np.flatnonzero(totals)
-    return present - 1, totals[present]
-
-
 def summarize(
     results: Sequence[FitResult],
     *,
     n_points: int,
-    weights=None,
+    weighted: bool = False,
     quantiles: Sequence[float] | None = None,
-    n_jobs: int | None = None,
 ) -> tuple[pd.DataFrame, Choice]:
     """The sweep's table and the suggested bandwidth, logged one line per bandwidth.
 
     Parameters
     ----------
     results : sequence of FitResult
-        One per bandwidth, in increasing order of bandwidth.
+        One per bandwidth, in increasing order of bandwidth, with their cluster sizes
+        (:func:`dshift.engine.fit_many` with ``count_sizes``).
     n_points : int
         Rows fitted (for "about one cluster per point").
-    weights : optional
-        Row weights, as for :func:`cluster_sizes`.
+    weighted : bool
+        The sizes are of weight: the log says so.
     quantiles : sequence of float, optional
         The quantile of each bandwidth: adds a ``quantile`` column.
-    n_jobs : int, optional
 
     Returns
     -------
@@ -317,7 +265,7 @@ def summarize(
         Columns :data:`TABLE_COLUMNS` (and ``quantile`` after ``bandwidth``).
     choice : Choice
     """
-    sizes = cluster_sizes(results, weights, n_jobs)
+    sizes = [r.sizes for r in results]
     table = pd.DataFrame({
         "bandwidth": [float(r.bandwidth) for r in results],
         "n_clusters": [len(r.cluster_centers) for r in results],
@@ -332,7 +280,7 @@ def summarize(
     for row in table.itertuples():
         log.info("sweep: bandwidth %.4g: %s cluster%s (largest %.1f%% of the %s), %s seeds, %d iterations%s",
                  row.bandwidth, f"{row.n_clusters:,}", "" if row.n_clusters == 1 else "s",
-                 100 * row.largest_cluster_share, "rows" if weights is None else "weight", f"{row.n_seeds:,}",
+                 100 * row.largest_cluster_share, "weight" if weighted else "rows", f"{row.n_seeds:,}",
                  row.n_iter, f", outliers {100 * row.outlier_share:.1f}%" if row.outlier_share else "")
     log.info("sweep: suggested bandwidth %.4g: %s", choice.bandwidth, choice.reason)
     return table, choice

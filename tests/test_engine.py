@@ -60,3 +60,36 @@ def test_first_pass_extras_and_the_callback_that_can_stop_the_fit():
     with pytest.raises(Stop):
         fit_many(data, bandwidths=[1.0], seeds=None, bin_seeding=True, min_bin_freq=1, cluster_all=True,
                  max_iter=300, n_jobs=None, on_first_pass=stop, on_seeds=lambda n, s: pytest.fail("seeded"))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cluster_sizes_from_trees_labels_and_memory_agree(monkeypatch, weighted):
+    """count_sizes counts from in-memory labels, from the kept trees (no read) or, with the trees
+    not kept, from the lazy labels: the same rows (or weight) per label each way."""
+    from dshift import _dask
+
+    X = blobs(500, 2, 3, 0.7, seed=6)
+    w = np.random.default_rng(2).integers(0, 4, len(X)).astype(float) if weighted else None
+    params = dict(bandwidths=[0.5, 1.5, 40.0], seeds=None, bin_seeding=True, min_bin_freq=1, cluster_all=False,
+                  max_iter=300, n_jobs=None, count_sizes=True)
+
+    def sizes(lazy):
+        data = _input.prepare(dshift.MeanShift(), da.from_array(X, chunks=(120, 2)) if lazy else X, reset=True,
+                              sample_weight=w)
+        results = fit_many(data, **params)
+        assert all("sweep_sizes" in r.timings for r in results)
+        return results
+
+    in_memory = sizes(False)
+    for r in in_memory:
+        labels = np.asarray(r.labels)
+        expected = np.bincount(labels + 1, weights=w, minlength=len(r.cluster_centers) + 1)
+        assert r.sizes.dtype == (np.float64 if weighted else np.int64)
+        np.testing.assert_array_equal(r.sizes, expected)
+    assert in_memory[0].sizes[0] > 0  # outliers at the small bandwidth
+    from_trees = sizes(True)
+    monkeypatch.setattr(_dask, "should_persist", lambda nbytes: False)
+    from_labels = sizes(True)
+    for a, b, c in zip(in_memory, from_trees, from_labels):
+        np.testing.assert_array_equal(a.sizes, b.sizes)
+        np.testing.assert_array_equal(a.sizes, c.sizes)

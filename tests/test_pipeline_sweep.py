@@ -97,7 +97,7 @@ def test_select_and_quantiles(blobs, tmp_path, threaded_dask):
     report = sweep.report()
     assert (report["select"], report["chosen"]) == (0.05, expected[0])
     assert report["suggested"] in expected
-    assert {"bandwidth", "sweep_sizes"} <= set(clock.timings)
+    assert "bandwidth" in clock.timings and "sweep_sizes" in sweep.fit.timings
     one = dshift.MeanShift(bandwidth=expected[0], bin_seeding=True).fit(data.X)
     assert np.array_equal(sweep.fit.cluster_centers, one.cluster_centers_)
 
