@@ -38,6 +38,12 @@ __all__ = [
 #: File name endings that count as Parquet when a directory is read (as in dask).
 PARQUET_EXTENSIONS = (".parq", ".parquet", ".pq")
 
+PARTITION_BYTES = 64 << 20
+"""Dask's ``blocksize`` for the input: a file whose row groups hold more (uncompressed) is read
+as several partitions of whole row groups. Dask's default left a 10M-row file of ten 1M-row
+groups one partition: one worker read, indexed and labelled it while the other idled, and the
+seed check read all of it on the driver. Smaller files stay one partition each."""
+
 
 def _is_hidden(relpath: str) -> bool:
     """pyarrow/dask skip files and directories starting with '.' or '_'."""
@@ -299,6 +305,7 @@ def read_parquet(
             index=False,
             storage_options=storage_options or None,
             dataset=inputs.keys.dataset_options(inputs.base),
+            blocksize=PARTITION_BYTES,
         )
 
 @contextlib.contextmanager
