@@ -37,6 +37,28 @@ def test_check_parquet_files_counts_rows_and_names_corrupt_file(parquet_input):
         check_parquet_files(list_input_files(str(d)))
 
 
+def test_a_big_file_is_read_as_partitions_of_whole_row_groups(tmp_path, monkeypatch, threaded_dask):
+    """A file whose row groups outgrow PARTITION_BYTES is split (so both workers read and label it),
+    in row order; a small file stays one partition."""
+    import pyarrow.parquet as pq
+
+    from dshift.io import dataset
+
+    rows = np.arange(40_000, dtype=np.int64)
+    big = pa.table({"uid": rows, "x": rows * 0.5, "y": -rows * 0.25})
+    tmp_path.joinpath("data").mkdir()
+    pq.write_table(big, tmp_path / "data" / "a-big.parquet", row_group_size=5_000)  # 8 groups of ~117 KiB
+    pq.write_table(big.slice(0, 100), tmp_path / "data" / "b-small.parquet")
+    files = list_input_files(str(tmp_path / "data"))
+    assert read_parquet(files).npartitions == 2  # both under the default: a partition per file
+    monkeypatch.setattr(dataset, "PARTITION_BYTES", 256 << 10)
+    data = read_parquet(files)
+    assert 3 <= data.npartitions <= 9  # the big file split (dask groups whole row groups), the small one not
+    got = data.compute()
+    assert got["uid"].tolist() == rows.tolist() + list(range(100))
+    assert got["x"].tolist() == (got["uid"] * 0.5).tolist()
+
+
 def test_a_column_of_integers_in_one_file_and_floats_in_another_is_refused(tmp_path):
     import pandas as pd
 
