@@ -31,6 +31,24 @@ CENTERS = np.array([[0.0, 0.0, 0.0], [6.0, 6.0, 0.0], [0.0, 6.0, 6.0]])
 BANDWIDTH = 2.0
 
 
+PER_FILE = {"DASK_DSHIFT__PARTITION_BYTES": "1"}
+"""A Parquet input partition per file (per row group), as the tests' multi-file data were laid
+out for: by default dshift groups small files of one schema (``dshift.partition-bytes``), which
+would make most of them one partition. Tests of that grouping set the size themselves."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def partition_per_file() -> Iterator[None]:
+    """:data:`PER_FILE` for this process and every ``dshift`` subprocess."""
+    import dask
+
+    os.environ.update(PER_FILE)
+    with dask.config.set({"dshift.partition-bytes": 1}):
+        yield
+    for key in PER_FILE:
+        os.environ.pop(key, None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def state_home(tmp_path_factory) -> Iterator[Path]:
     """Logs that do not live next to an output go to $XDG_STATE_HOME: a temporary one here

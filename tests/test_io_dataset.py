@@ -31,32 +31,44 @@ def test_list_input_files_dir_glob_file(parquet_input):
 def test_check_parquet_files_counts_rows_and_names_corrupt_file(parquet_input):
     _, d = parquet_input
     files = list_input_files(str(d))
-    assert check_parquet_files(files) == 900
+    assert check_parquet_files(files) == (900, True)
     (d / "part-001.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(UserError, match="part-001.parquet' is not a readable Parquet file"):
         check_parquet_files(list_input_files(str(d)))
 
 
-def test_a_big_file_is_read_as_partitions_of_whole_row_groups(tmp_path, monkeypatch, threaded_dask):
-    """A file whose row groups outgrow PARTITION_BYTES is split (so both workers read and label it),
-    in row order; a small file stays one partition."""
+def test_partitions_of_whole_row_groups_split_big_files_and_group_small_ones(tmp_path, threaded_dask):
+    """Partitions hold about dshift.partition-bytes: a big file's row groups are split over several
+    (so both workers read and label it), consecutive small files of one schema share one, rows
+    stay in input order. Files whose column types differ keep a partition each."""
+    import dask
     import pyarrow.parquet as pq
 
-    from dshift.io import dataset
+    from dshift._dask import DEFAULTS
 
     rows = np.arange(40_000, dtype=np.int64)
     big = pa.table({"uid": rows, "x": rows * 0.5, "y": -rows * 0.25})
     tmp_path.joinpath("data").mkdir()
     pq.write_table(big, tmp_path / "data" / "a-big.parquet", row_group_size=5_000)  # 8 groups of ~117 KiB
-    pq.write_table(big.slice(0, 100), tmp_path / "data" / "b-small.parquet")
+    for i in range(30):  # 30 small files of 100 rows
+        pq.write_table(big.slice(100 * i, 100), tmp_path / "data" / f"b-small-{i:02d}.parquet")
     files = list_input_files(str(tmp_path / "data"))
-    assert read_parquet(files).npartitions == 2  # both under the default: a partition per file
-    monkeypatch.setattr(dataset, "PARTITION_BYTES", 256 << 10)
-    data = read_parquet(files)
-    assert 3 <= data.npartitions <= 9  # the big file split (dask groups whole row groups), the small one not
-    got = data.compute()
-    assert got["uid"].tolist() == rows.tolist() + list(range(100))
+    footers = check_parquet_files(files)
+    assert footers == (40_000 + 3_000, True)
+    want = rows.tolist() + list(range(3_000))
+    with dask.config.set({"dshift.partition-bytes": DEFAULTS["partition-bytes"]}):
+        assert read_parquet(files, group_files=True).npartitions == 1  # all of it is far below the default
+        assert read_parquet(files).npartitions == 31  # not grouped: a partition per file
+    with dask.config.set({"dshift.partition-bytes": 256 << 10}):
+        data = read_parquet(files, group_files=True)
+        assert 4 <= data.npartitions <= 9  # the big file split, the small files grouped
+        got = data.compute()
+    assert got["uid"].tolist() == want
     assert got["x"].tolist() == (got["uid"] * 0.5).tolist()
+
+    pq.write_table(big.slice(0, 10).cast(pa.schema([("uid", pa.int32()), ("x", pa.float32()), ("y", pa.float64())])),
+                   tmp_path / "data" / "c-narrow.parquet")
+    assert check_parquet_files(list_input_files(str(tmp_path / "data"))).one_schema is False
 
 
 def test_a_column_of_integers_in_one_file_and_floats_in_another_is_refused(tmp_path):
@@ -69,7 +81,7 @@ def test_a_column_of_integers_in_one_file_and_floats_in_another_is_refused(tmp_p
                                         r"'.*part-1.parquet'; rewrite the files with one type for it"):
         check_parquet_files(list_input_files(str(tmp_path)))
     frame.astype({"b": "int32", "n": "int8"}).to_parquet(tmp_path / "part-1.parquet")  # widths may differ
-    assert check_parquet_files(list_input_files(str(tmp_path))) == 4
+    assert check_parquet_files(list_input_files(str(tmp_path))).n_rows == 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +137,7 @@ def test_prune_files_never_opens_pruned_files(hive_lake, tmp_path):
     kept = prune_files(files, check_filters([["city", "!=", "la"], ["month", "in", [3, 4]]]))
     assert kept.n_pruned == 8 and len(kept.files) == 12
     assert not any("city=la" in f or "month=11" in f for f in kept.files)
-    assert check_parquet_files(kept) > 0  # the corrupt file is not even looked at
+    assert check_parquet_files(kept).n_rows > 0  # the corrupt file is not even looked at
     # A term list without a partition-key term may match rows in any file: nothing is pruned.
     assert prune_files(files, check_filters([[["city", "==", "sf"]], [["a", ">", 0]]])).n_pruned == 0
     # Key terms are type-checked before pruning; a filter ruling out every file is an error.

@@ -29,7 +29,7 @@ def test_label_partition_marks_nonfinite_and_outliers():
 
 def test_write_labels_counts_and_sample(tmp_path, parquet_input):
     frame, d = parquet_input
-    source = open_input(str(d), columns=FEATURES)
+    source = open_input(str(d), columns=FEATURES)  # a partition per file (conftest.PER_FILE): 3
     labelled = label_frame(source.data, FEATURES, np.array([[0.0, 0, 0], [6, 6, 0], [0, 6, 6]]), 2.0, True, "cl")
     sizes, sample = write_labels(labelled, str(tmp_path / "labels"), label_column="cl", n_rows=900,
                                  sample_columns=FEATURES + ["cl"], sample_rows=300)

@@ -31,6 +31,8 @@ from conftest import (
     write_parquet_files,
 )
 
+from dshift._dask import DEFAULTS
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 REPORT_KEYS = {"n_rows", "n_features", "bandwidth", "n_seeds", "n_clusters", "n_iter", "cluster_sizes", "timings"}
@@ -72,8 +74,53 @@ def test_labels_keep_every_input_column(first_run):
     labels = read_labels(out / "labels")
     assert list(labels.columns) == list(frame.columns) + ["cluster"]
     pd.testing.assert_frame_equal(labels[list(frame.columns)], frame, check_dtype=False)
-    # One file per input partition, written by the workers.
+    # One file per input partition (here, per file: conftest.PER_FILE), written by the workers.
     assert sorted(p.name for p in (out / "labels").iterdir()) == [f"part.{i:05d}.parquet" for i in range(4)]
+
+
+def test_partitions_of_grouped_and_split_files_give_the_same_job(tmp_path):
+    """Small files of one schema grouped into partitions and a big file's row groups split over
+    several: labels, centers and report as with a partition per row group."""
+    frame = make_frame(n=12_000, seed=17)
+    data = tmp_path / "data"
+    write_parquet_files(frame.iloc[:4_000], data, n_files=20)
+    frame.iloc[4_000:].to_parquet(data / "part-big.parquet", index=False, row_group_size=1_000)
+    runs = {}
+    for name, size in {"grouped": 64 << 10, "per_row_group": 1}.items():
+        out = tmp_path / name
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(yaml.safe_dump(base_config(data, out, plot=None)))
+        proc = run_cli("run", str(cfg), cwd=tmp_path, env={"DASK_DSHIFT__PARTITION_BYTES": str(size)})
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = (read_labels(out / "labels"), json.loads((out / "model.json").read_text()),
+                      json.loads((out / "report.json").read_text()), len(list((out / "labels").iterdir())))
+    (labels, model, report, n_files), (labels1, model1, report1, n_files1) = runs["grouped"], runs["per_row_group"]
+    assert n_files1 == 28 and 3 <= n_files < 28, (n_files, n_files1)
+    assert labels["uid"].tolist() == frame["uid"].tolist()
+    pd.testing.assert_frame_equal(labels, labels1)
+    np.testing.assert_array_equal(labels["cluster"], sklearn_labels(frame, BANDWIDTH, bin_seeding=True))
+    assert model["cluster_centers"] == model1["cluster_centers"] and model["n_iter"] == model1["n_iter"]
+    assert report["cluster_sizes"] == report1["cluster_sizes"] and report["n_rows"] == report1["n_rows"] == 12_000
+
+
+def test_files_of_different_column_types_keep_a_partition_each(tmp_path):
+    """Arrow cannot put int32 and int64 (or float32 and float64) of one column in one partition:
+    such files are read a partition each, and the job runs as on uniform files."""
+    frame = make_frame(n=3_000, seed=18)
+    frame["tag"] = np.arange(len(frame))
+    data = tmp_path / "data"
+    paths = write_parquet_files(frame, data, n_files=3)
+    frame.iloc[1_000:2_000].astype({"tag": "int32", "a": "float32"}).to_parquet(paths[1], index=False)
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(yaml.safe_dump(base_config(data, tmp_path / "out", plot=None)))
+    default = {"DASK_DSHIFT__PARTITION_BYTES": str(DEFAULTS["partition-bytes"])}  # not conftest.PER_FILE
+    proc = run_cli("run", str(cfg), cwd=tmp_path, env=default)
+    assert proc.returncode == 0, proc.stderr
+    labels = read_labels(tmp_path / "out" / "labels")
+    assert labels["uid"].tolist() == frame["uid"].tolist() and len(list((tmp_path / "out" / "labels").iterdir())) == 3
+    expected = frame.copy()
+    expected.loc[1_000:1_999, "a"] = frame.loc[1_000:1_999, "a"].astype("float32").astype("float64")
+    np.testing.assert_array_equal(labels["cluster"], sklearn_labels(expected, BANDWIDTH, bin_seeding=True))
 
 
 def test_model_and_report(first_run):

@@ -204,17 +204,18 @@ def open_input(
     keys = {**INPUT_KEYS, **(keys or {})}
     filters = check_filters(filters, keys["filters"])
     files = prune_files(list_input_files(url, storage_options, what=keys["path"]), filters, what=keys["filters"])
-    n_rows_input = check_parquet_files(files)
+    footers = check_parquet_files(files)
     check_filter_types(filters, read_schema(files), keys["filters"])
-    data = read_parquet(files, storage_options, filters=filters)
+    data = read_parquet(files, storage_options, filters=filters, group_files=footers.one_schema)
     fit_columns = feature_columns = _features(data, columns, label_column, keys["columns"], weight_column)
     if weight_column is not None:
         fit_columns = feature_columns + [weight_column]
     # Column projection: the fit passes read only the feature (and weight) columns from Parquet.
     with read_errors_as_user_errors(url):
-        features = float_features(read_parquet(files, storage_options, columns=fit_columns, filters=filters))
+        features = float_features(read_parquet(files, storage_options, columns=fit_columns, filters=filters,
+                                               group_files=footers.one_schema))
     return InputSource(files=files, data=data, feature_columns=feature_columns, features=features,
-                       n_rows_input=n_rows_input, filters=filters, keys=keys, weight_column=weight_column)
+                       n_rows_input=footers.n_rows, filters=filters, keys=keys, weight_column=weight_column)
 
 
 def _features(data: dd.DataFrame, columns: Optional[Sequence[str]], label_column: Optional[str], what: str,
