@@ -289,6 +289,55 @@ def test_killed_worker_during_shift_gives_identical_labels(large, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_killed_worker_during_the_first_pass_gives_identical_labels(large, tmp_path):
+    """The single-read path: the fit's first pass reads, counts, checks and indexes the rows at
+    once. A worker holding a finished tree is killed while other trees are still being built;
+    the job rebuilds what it lost and writes the calm run's labels and model."""
+    from distributed import Client
+
+    frame, data = large
+    with dask_processes(tmp_path, 3, worker_args=("--memory-limit", "2GiB", "--no-nanny")) as cluster:
+        def job_config(name: str) -> Path:
+            return write_yaml(tmp_path / f"{name}.yaml", base_config(
+                data, tmp_path / name, model={"bandwidth": 1.5, "bin_seeding": True},
+                cluster={"address": cluster.address, "persist": True}, plot=None))
+
+        calm = Job(job_config("calm"))
+        assert calm.wait() == 0, calm.stderr
+
+        def trees(dask_scheduler) -> tuple[list[str], bool]:
+            """Names of the workers holding a built tree, and whether some tree is unbuilt."""
+            built = [ts for ts in dask_scheduler.tasks.values() if str(ts.key).startswith("build_group_index")]
+            done = [ts for ts in built if ts.state == "memory"]
+            return [ws.name for ts in done for ws in ts.who_has], len(done) < len(built)
+
+        victim: list[str] = []
+        job = Job(job_config("disturbed"))
+        try:
+            with Client(cluster.address, timeout=30) as client:
+                def one_tree_built() -> bool:
+                    holders, unbuilt = client.run_on_scheduler(trees)
+                    victim[:] = holders[:1] if unbuilt else []
+                    return bool(victim)
+
+                assert job.wait_until(one_tree_built, timeout=120), job.stderr
+                before_kill = list(job.lines)
+                cluster.kill_worker(int(victim[0][1:]))  # names are w0, w1, w2
+            assert job.wait() == 0, job.stderr
+        finally:
+            job.close()
+        assert not any("] read:" in ln for ln in before_kill), before_kill  # the first pass was still running
+        assert "Remove worker" in (tmp_path / "scheduler.log").read_text()
+
+    calm_labels = assert_whole(tmp_path / "calm", frame["uid"], plot=False)
+    pd.testing.assert_frame_equal(assert_whole(tmp_path / "disturbed", frame["uid"], plot=False), calm_labels)
+    calm_model = json.loads((tmp_path / "calm" / "model.json").read_text())
+    model = json.loads((tmp_path / "disturbed" / "model.json").read_text())
+    assert model["cluster_centers"] == calm_model["cluster_centers"] and model["n_iter"] == calm_model["n_iter"]
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_workers_that_keep_dying_fail_the_job_cleanly(medium, tmp_path):
     """allowed-failures=0 on the scheduler: one death under a running task is too many ->
