@@ -248,24 +248,36 @@ def test_silent_scheduler_fails_within_connect_timeout(blobs, tmp_path, write_co
 # 2. lost workers
 
 
+def _lost_worker_job(tmp_path: Path, data: Path, address: str, name: str) -> Job:
+    """A job on the 3-worker cluster of the lost-worker tests, its trees kept on the workers."""
+    return Job(write_yaml(tmp_path / f"{name}.yaml", base_config(
+        data, tmp_path / name, model={"bandwidth": 1.5, "bin_seeding": True},
+        cluster={"address": address, "persist": True}, plot=None)))
+
+
+def _assert_same_as_calm(tmp_path: Path, frame: pd.DataFrame) -> None:
+    """The disturbed job wrote the calm job's labels and model."""
+    calm_labels = assert_whole(tmp_path / "calm", frame["uid"], plot=False)
+    assert calm_labels["cluster"].nunique() > 1
+    pd.testing.assert_frame_equal(assert_whole(tmp_path / "disturbed", frame["uid"], plot=False), calm_labels)
+    calm_model = json.loads((tmp_path / "calm" / "model.json").read_text())
+    model = json.loads((tmp_path / "disturbed" / "model.json").read_text())
+    assert model["cluster_centers"] == calm_model["cluster_centers"] and model["n_iter"] == calm_model["n_iter"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_killed_worker_during_shift_gives_identical_labels(large, tmp_path):
     frame, data = large
     # --no-nanny: the killed process is the worker itself, with its persisted chunks.
     with dask_processes(tmp_path, 3, worker_args=("--memory-limit", "2GiB", "--no-nanny")) as cluster:
-        def job_config(name: str) -> Path:
-            return write_yaml(tmp_path / f"{name}.yaml", base_config(
-                data, tmp_path / name, model={"bandwidth": 1.5, "bin_seeding": True},
-                cluster={"address": cluster.address, "persist": True}, plot=None))
-
-        calm = Job(job_config("calm"))
+        calm = _lost_worker_job(tmp_path, data, cluster.address, "calm")
         assert calm.wait() == 0, calm.stderr
         assert "connected to" in calm.stderr and "(3 workers)" in calm.stderr
         index_line = next(ln for ln in calm.lines if "] index:" in ln)
         assert "re-read" not in index_line, index_line  # persisted on the workers
 
-        job = Job(job_config("disturbed"))
+        job = _lost_worker_job(tmp_path, data, cluster.address, "disturbed")
         try:
             assert job.wait_for_line("shift iteration"), job.stderr
             cluster.kill_worker(1)
@@ -278,14 +290,7 @@ def test_killed_worker_during_shift_gives_identical_labels(large, tmp_path):
         assert len(killed_during) < n_iter, (killed_during, n_iter)
         sched_log = (tmp_path / "scheduler.log").read_text()
         assert "Remove worker" in sched_log
-
-    calm_labels = assert_whole(tmp_path / "calm", frame["uid"], plot=False)
-    labels = assert_whole(tmp_path / "disturbed", frame["uid"], plot=False)
-    assert calm_labels["cluster"].nunique() > 1
-    pd.testing.assert_frame_equal(labels, calm_labels)
-    calm_model = json.loads((tmp_path / "calm" / "model.json").read_text())
-    model = json.loads((tmp_path / "disturbed" / "model.json").read_text())
-    assert model["cluster_centers"] == calm_model["cluster_centers"] and model["n_iter"] == calm_model["n_iter"]
+    _assert_same_as_calm(tmp_path, frame)
 
 
 @pytest.mark.slow
@@ -298,12 +303,7 @@ def test_killed_worker_during_the_first_pass_gives_identical_labels(large, tmp_p
 
     frame, data = large
     with dask_processes(tmp_path, 3, worker_args=("--memory-limit", "2GiB", "--no-nanny")) as cluster:
-        def job_config(name: str) -> Path:
-            return write_yaml(tmp_path / f"{name}.yaml", base_config(
-                data, tmp_path / name, model={"bandwidth": 1.5, "bin_seeding": True},
-                cluster={"address": cluster.address, "persist": True}, plot=None))
-
-        calm = Job(job_config("calm"))
+        calm = _lost_worker_job(tmp_path, data, cluster.address, "calm")
         assert calm.wait() == 0, calm.stderr
 
         def trees(dask_scheduler) -> tuple[list[str], bool]:
@@ -313,7 +313,7 @@ def test_killed_worker_during_the_first_pass_gives_identical_labels(large, tmp_p
             return [ws.name for ts in done for ws in ts.who_has], len(done) < len(built)
 
         victim: list[str] = []
-        job = Job(job_config("disturbed"))
+        job = _lost_worker_job(tmp_path, data, cluster.address, "disturbed")
         try:
             with Client(cluster.address, timeout=30) as client:
                 def one_tree_built() -> bool:
@@ -329,12 +329,7 @@ def test_killed_worker_during_the_first_pass_gives_identical_labels(large, tmp_p
             job.close()
         assert not any("] read:" in ln for ln in before_kill), before_kill  # the first pass was still running
         assert "Remove worker" in (tmp_path / "scheduler.log").read_text()
-
-    calm_labels = assert_whole(tmp_path / "calm", frame["uid"], plot=False)
-    pd.testing.assert_frame_equal(assert_whole(tmp_path / "disturbed", frame["uid"], plot=False), calm_labels)
-    calm_model = json.loads((tmp_path / "calm" / "model.json").read_text())
-    model = json.loads((tmp_path / "disturbed" / "model.json").read_text())
-    assert model["cluster_centers"] == calm_model["cluster_centers"] and model["n_iter"] == calm_model["n_iter"]
+    _assert_same_as_calm(tmp_path, frame)
 
 
 @pytest.mark.slow
