@@ -55,8 +55,8 @@ def center_index(centers: np.ndarray) -> CenterIndex:
 
 
 @njit(nogil=True, cache=True)
-def _nearest(points: np.ndarray, centers: np.ndarray, radius: float) -> np.ndarray:
-    n, d = points.shape
+def _nearest(points: np.ndarray, centers: np.ndarray, radius: float, dims) -> np.ndarray:
+    n, d = points.shape[0], len(dims)
     k = centers.shape[0]
     labels = np.empty(n, np.int64)
     for i in range(n):
@@ -77,8 +77,8 @@ def _nearest(points: np.ndarray, centers: np.ndarray, radius: float) -> np.ndarr
 
 
 @njit(nogil=True, cache=True)
-def _nearest_tree(points, tpoints, perm, start, stop, left, lower, upper, radius):
-    n, d = points.shape
+def _nearest_tree(points, tpoints, perm, start, stop, left, lower, upper, radius, dims):
+    n, d = points.shape[0], len(dims)
     labels = np.empty(n, np.int64)
     stack = np.empty(256, np.int64)
     x = np.empty(d)
@@ -140,10 +140,11 @@ def assign_labels(chunk: np.ndarray, centers, bandwidth: float, cluster_all: boo
     points = np.ascontiguousarray(chunk)
     if not np.issubdtype(points.dtype, np.floating):
         points = points.astype(np.float64)
+    dims = (0,) * points.shape[1]  # compiled per number of features (see dshift.ballsums._ball_sums)
     if index.tree is None:
-        return _nearest(points, index.centers, radius)
+        return _nearest(points, index.centers, radius, dims)
     t = index.tree
-    return _nearest_tree(points, t.points, index.perm, t.start, t.stop, t.left, t.lower, t.upper, radius)
+    return _nearest_tree(points, t.points, index.perm, t.start, t.stop, t.left, t.lower, t.upper, radius, dims)
 
 
 def label_array(X: da.Array, centers, bandwidth: float, cluster_all: bool) -> da.Array:

@@ -84,7 +84,7 @@ def test_many_centers_tree_equals_brute_with_ties(cluster_all):
     assert index.tree is not None
     got = assign_labels(X, index, 0.5, cluster_all)
     np.testing.assert_array_equal(got, reference_labels(X, centers, 0.5, cluster_all))
-    np.testing.assert_array_equal(got, _nearest(X, centers, 0.5 if not cluster_all else np.inf))
+    np.testing.assert_array_equal(got, _nearest(X, centers, 0.5 if not cluster_all else np.inf, (0, 0)))
 
 
 @pytest.mark.parametrize("d", [1, 3, 8])
