@@ -216,6 +216,8 @@ def fit_many(
     lap("seeding")
 
     climbed = climb_many(indexes, runs, max_iter, data.dtype, n_jobs=n_jobs)
+    trees = indexes if count_sizes and data.lazy and kept_trees else None  # the sizes' pass reads them
+    del indexes  # released on the workers as soon as nothing else needs them
     lap("shift")
     kept_centers = list(_dask.persist(*(merge_blocks(c.blocks, bw, data.dtype)
                                         for c, (_, bw) in zip(climbed, runs)), n_jobs=n_jobs))
@@ -230,11 +232,10 @@ def fit_many(
         lap("assign")
     sizes: list = [None] * len(runs)
     if count_sizes:
-        sizes = _cluster_sizes(data, labels, indexes if data.lazy and kept_trees else None,
+        sizes = _cluster_sizes(data, labels, trees,
                                [(at, bw, len(c)) for at, c, (_, bw) in zip(kept_centers, centers, runs)],
                                cluster_all, n_jobs)
         lap("sweep_sizes")
-    del indexes
     return [FitResult(c, lab, cl.n_iter, bw, n, dict(timings), at, size)
             for c, lab, cl, (_, bw), n, at, size in zip(centers, labels, climbed, runs, n_seeds, kept_centers, sizes)]
 
