@@ -41,7 +41,6 @@ __all__ = [
 PARQUET_EXTENSIONS = (".parq", ".parquet", ".pq")
 
 
-
 def _is_hidden(relpath: str) -> bool:
     """pyarrow/dask skip files and directories starting with '.' or '_'."""
     return any(part.startswith((".", "_")) for part in relpath.split("/") if part)
