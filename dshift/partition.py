@@ -62,7 +62,7 @@ def strided_sample(points: np.ndarray, size: int) -> np.ndarray:
     if size <= 0 or len(points) == 0:
         return np.empty((0, points.shape[1]))
     step = max(len(points) // size, 1)
-    return np.asarray(points[::step][:size], dtype=np.float64)
+    return np.array(points[::step][:size], dtype=np.float64)  # a copy: a view would keep the chunk alive
 
 
 def plan(sample: np.ndarray, n_cells: int) -> Partition:
