@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -206,42 +207,45 @@ def available_memory() -> int:
     return total
 
 
-def _spill_room(client) -> int:
-    """Local disk the workers may spill persisted data to (0 when spilling is off)."""
+def _disk_room() -> int:
+    """Free local disk where indexes would be stored (:mod:`dshift._mapped`): the workers'
+    local directories on a cluster, the temporary directory locally."""
+    from dshift._mapped import local_directory
+
+    client = active_client()
+    if client is None:
+        return shutil.disk_usage(local_directory()).free
 
     def probe(dask_worker) -> int:
-        import shutil
-
-        manager = getattr(dask_worker, "memory_manager", None)
-        if manager is None or not manager.memory_limit or not getattr(manager, "memory_spill_fraction", None):
-            return -1
         return shutil.disk_usage(dask_worker.local_directory).free
 
     room = list(client.run(probe).values())
-    return 0 if not room or min(room) < 0 else sum(room)
+    return min(room) * len(room) if room else 0
 
 
-def should_persist(nbytes: int) -> bool:
-    """Apply the ``dshift.persist`` setting (``"auto"``, True or False) to data of ``nbytes``.
+def persist_where(nbytes: int) -> str | None:
+    """Apply the ``dshift.persist`` setting (``"auto"``, True or False) to indexes of ``nbytes``:
+    where to keep them, ``"memory"``, ``"disk"`` or None (rebuilt from the input on every pass).
 
-    ``auto`` keeps the data when it takes at most half the free memory. Beyond that, on a
-    distributed cluster whose workers spill to disk with room for twice the data, it is
-    kept too: Dask spills what does not fit to the workers' disks and reloads it far faster
-    than re-reading and re-indexing the input on every pass; lost pieces are recomputed from
-    lineage like any persisted data. Otherwise every pass re-reads the input.
+    ``auto`` keeps them in memory when they take at most half the free memory; else on the
+    workers' local disks (the points in nameless files a pass maps, see :mod:`dshift._mapped`)
+    when every worker has room for twice its share: a pass reads only the leaves it needs,
+    from the page cache, far faster than re-reading and re-indexing the input. Lost pieces
+    are recomputed from lineage like any persisted data. True keeps them somewhere always.
     """
     setting = config_get("persist")
     if isinstance(setting, str):
         setting = setting.lower()
-        if setting in ("true", "false"):
-            return setting == "true"
-        if setting != "auto":
+        if setting not in ("auto", "true", "false"):
             raise ValueError(f"dshift.persist must be 'auto', true or false, got {setting!r}")
-        if nbytes <= available_memory() // 2:
-            return True
-        client = active_client()
-        return client is not None and _spill_room(client) >= 2 * nbytes
-    return bool(setting)
+        setting = {"auto": None, "true": True, "false": False}[setting]
+    if setting is False:
+        return None
+    if nbytes <= available_memory() // 2:
+        return "memory"
+    if _disk_room() >= 2 * nbytes:
+        return "disk"
+    return "memory" if setting else None
 
 
 def n_cores() -> int:

@@ -192,6 +192,7 @@ def index_label_totals(index: ChunkIndex, centers, bandwidth: float, cluster_all
     Cluster sizes need no row order, so the trees a fit keeps give them without another
     read of the data.
     """
+    index = index.opened()
     weights = index.weights if len(index.weights) else None
     return label_totals(assign_labels(index.points, centers, bandwidth, cluster_all), weights, n_clusters)
 

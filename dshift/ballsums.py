@@ -384,4 +384,4 @@ def ball_sums(index: ChunkIndex, centers: np.ndarray, bandwidth: float, groups=N
     centers = np.ascontiguousarray(centers, dtype=np.float64)
     order, bounds = group_seeds(centers, bandwidth) if groups is None else groups
     dims = (0,) * centers.shape[1]  # the kernel compiled for this many dimensions (see _ball_sums)
-    return _ball_sums(*index, centers, order, bounds, float(bandwidth) * float(bandwidth), dims)
+    return _ball_sums(*index.opened(), centers, order, bounds, float(bandwidth) * float(bandwidth), dims)

@@ -149,15 +149,17 @@ def fit_many(
     # Python float or an np.float64 decides the bins' and seeds' dtype, as in scikit-learn.
     binned = [i for i, b in enumerate(bandwidths) if bin_seeding and seeds is None and float(b) > 0]
     # Pass 1 reads the chunks once for everything that needs the data: the scan (row count,
-    # NaN/inf check, grid bins), each chunk's k-d tree (kept when it fits in (cluster)
-    # memory or in the workers' spill space, see dshift._dask.should_persist; else rebuilt
+    # NaN/inf check, grid bins), each chunk's k-d tree (kept in (cluster) memory when it fits,
+    # else with its points on the workers' disks, see dshift._dask.persist_where; else rebuilt
     # from the input on every shift pass), the sample that plans the seeds' spatial blocks
     # (every point may end up a seed: bins can fail) and the checks of Dask weights.
     # In-memory input was validated already and needs the scan only for bins.
+    where = _dask.persist_where(int(n_rows * n_features * 8 * 1.3)) if data.lazy else "memory"
+    kept_trees = where is not None
     chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
-    indexes = [delayed(build_group_index, pure=True)([chunks[i] for i in group], [weight_chunks[i] for i in group])
+    indexes = [delayed(build_group_index, pure=True)([chunks[i] for i in group], [weight_chunks[i] for i in group],
+                                                     where == "disk")
                for group in _dask.index_groups(_dask.chunk_rows(X.chunks[0], n_rows), n_features)]
-    kept_trees = not data.lazy or _dask.should_persist(int(n_rows * n_features * 8 * 1.3))
     bin_sizes = tuple(bandwidths[i] for i in binned)
     first = _persist_together({
         "trees": indexes if kept_trees else [],
@@ -190,7 +192,8 @@ def fit_many(
         lap("scan")
     if kept_trees:
         _dask.wait(indexes)  # distributed persist returns at once; account the build here
-        log.info("index: %d chunk trees built and kept", len(indexes))
+        log.info("index: %d chunk trees built and kept (%s)", len(indexes),
+                 "in memory" if where == "memory" else "their points on local disk")
     else:
         log.info("index: %d chunks re-read and re-indexed on every pass", len(indexes))
     lap("index")

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from dshift import _mapped
 from dshift._compensated import add_pair, add_product, add_value
 
 LEAF_SIZE = 64
@@ -47,8 +48,20 @@ class ChunkIndex(NamedTuple):
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the index."""
+        """Bytes held by the index (its points on disk after :meth:`to_disk`)."""
         return sum(a.nbytes for a in self)
+
+    def to_disk(self) -> ChunkIndex:
+        """The index with its points and weights in nameless files on local disk
+        (:mod:`dshift._mapped`), for indexes that do not fit in memory: a pass maps them and
+        reads only the leaves it needs. Node arrays (~15 % of the points' size) stay."""
+        return self._replace(points=_mapped.store(self.points),
+                             weights=_mapped.store(self.weights) if len(self.weights) else self.weights)
+
+    def opened(self) -> ChunkIndex:
+        """The index as kernels take it: points and weights mapped if on disk (unmapped
+        when the returned index is released)."""
+        return self._replace(points=_mapped.opened(self.points), weights=_mapped.opened(self.weights))
 
 
 @njit(inline="always", cache=True)
@@ -365,7 +378,7 @@ def build_index(chunk: np.ndarray, weights: np.ndarray | None = None, leaf_size:
     return build_tree(chunk, weights, leaf_size)[0]
 
 
-def build_group_index(chunks: list[np.ndarray], weights: list) -> ChunkIndex:
+def build_group_index(chunks: list[np.ndarray], weights: list, on_disk: bool = False) -> ChunkIndex:
     """One index over consecutive row chunks (fewer, larger trees: less work per seed).
 
     Parameters
@@ -374,6 +387,8 @@ def build_group_index(chunks: list[np.ndarray], weights: list) -> ChunkIndex:
         Consecutive row chunks.
     weights : list
         Each chunk's weights (ndarray of shape (n_i,)), or ``[None, ...]`` for unit weights.
+    on_disk : bool
+        Keep the points on local disk (:meth:`ChunkIndex.to_disk`).
 
     Returns
     -------
@@ -381,8 +396,10 @@ def build_group_index(chunks: list[np.ndarray], weights: list) -> ChunkIndex:
     """
     rows = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
     if weights[0] is None:
-        return build_index(rows)
-    return build_index(rows, weights[0] if len(weights) == 1 else np.concatenate(weights))
+        index = build_index(rows)
+    else:
+        index = build_index(rows, weights[0] if len(weights) == 1 else np.concatenate(weights))
+    return index.to_disk() if on_disk else index
 
 
 def build_tree(points: np.ndarray, weights: np.ndarray | None = None,

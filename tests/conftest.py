@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -299,6 +300,35 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
     for needle in needles:
         assert needle in last, (needle, last)
     return last
+
+
+@pytest.fixture(scope="session")
+def mounting() -> None:
+    """Skip unless this process may mount a tmpfs (tried once, with a 1 MB mount)."""
+    probe = Path(tempfile.mkdtemp(prefix="dshift-mount-probe-"))
+    try:
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            subprocess.run(["umount", str(probe)], check=True)
+    except OSError as exc:  # no mount command
+        proc = subprocess.CompletedProcess([], 1, "", str(exc))
+    finally:
+        probe.rmdir()
+    if proc.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here (needs root with CAP_SYS_ADMIN): "
+                    f"{proc.stderr.strip()}")
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    """Mount a tmpfs of ``size`` (``"8m"``) at ``path``: a real file system that fills up."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+
+
+def unmount(path: Path) -> None:
+    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(path)], check=True)  # busy: detach now, free when unused
 
 
 def free_port() -> int:

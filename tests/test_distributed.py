@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import dask
 import dask.array as da
 import dask.dataframe as dd
@@ -180,6 +183,27 @@ def test_distributed_dataframe_numpy_and_reread(client, threaded_dask_fits):
     assert dshift.estimate_bandwidth(da.from_array(X64, chunks=(25, 3)), n_samples=100) == dshift.estimate_bandwidth(
         X64, n_samples=100
     )
+
+
+def test_distributed_indexes_on_disk(client, threaded_dask_fits, monkeypatch, caplog):
+    """Indexes too big for the workers' memory keep their points on the workers' disks:
+    the same fits; nothing is left in the workers' directories."""
+    from dshift import _dask
+
+    monkeypatch.setattr(_dask, "persist_where", lambda nbytes: "disk")
+    for name in DIST_CASES:
+        X, params = PARAMS[name]
+        ref, ref_labels = threaded_dask_fits[name]
+        with caplog.at_level(logging.INFO, logger="dshift"):
+            m = dshift.MeanShift(**params).fit(da.from_array(X, chunks=(40, X.shape[1])))
+        assert "their points on local disk" in caplog.text
+        assert np.array_equal(m.cluster_centers_, ref.cluster_centers_) and m.n_iter_ == ref.n_iter_
+        np.testing.assert_array_equal(m.labels_.compute(), ref_labels)
+
+    def files(dask_worker):
+        return [f for _, _, names in os.walk(dask_worker.local_directory) for f in names if not f.endswith(".lock")]
+
+    assert all(not f for f in client.run(files).values())
 
 
 def test_distributed_nan_error(client):

@@ -30,9 +30,11 @@ from conftest import (
     assert_user_error,
     base_config,
     make_frame,
+    mount_tmpfs,
     read_labels,
     run_cli,
     tree_digest,
+    unmount,
     write_parquet_files,
 )
 from test_reliability import Job, assert_whole, logs_next_to, siblings, write_yaml
@@ -44,43 +46,15 @@ NO_SPACE = "(no space left on device); free space or choose another output.path"
 # helpers
 
 
-@pytest.fixture(scope="session")
-def mounting() -> None:
-    """Skip unless this process may mount a tmpfs (tried once, with a 1 MB mount)."""
-    probe = Path(tempfile.mkdtemp(prefix="dshift-mount-probe-"))
-    try:
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
-                              capture_output=True, text=True)
-        if proc.returncode == 0:
-            subprocess.run(["umount", str(probe)], check=True)
-    except OSError as exc:  # no mount command
-        proc = subprocess.CompletedProcess([], 1, "", str(exc))
-    finally:
-        probe.rmdir()
-    if proc.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here (needs root with CAP_SYS_ADMIN): "
-                    f"{proc.stderr.strip()}")
-
-
-def _mount(path: Path, size: str) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
-
-
-def _unmount(path: Path) -> None:
-    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(path)], check=True)  # busy: detach now, free when unused
-
-
 @pytest.fixture
 def small_disk(mounting, tmp_path) -> Iterator[Path]:
     """An 8 MB tmpfs: a real file system that fills up."""
     mnt = tmp_path / "small"
-    _mount(mnt, "8m")
+    mount_tmpfs(mnt, "8m")
     try:
         yield mnt
     finally:
-        _unmount(mnt)
+        unmount(mnt)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +121,7 @@ def test_read_only_output_file_system(mounting, blobs, tmp_path):
     output untouched, no log (nothing but dshift's lines was written)."""
     _, data = blobs
     mnt = tmp_path / "ro"
-    _mount(mnt, "1m")
+    mount_tmpfs(mnt, "1m")
     try:
         out = mnt / "result"
         out.mkdir()
@@ -162,7 +136,7 @@ def test_read_only_output_file_system(mounting, blobs, tmp_path):
                                    "remount it read-write or choose another output.path")
         assert tree_digest(out) == before and sorted(os.listdir(mnt)) == ["result"]
     finally:
-        _unmount(mnt)
+        unmount(mnt)
 
 
 @pytest.fixture
