@@ -64,22 +64,22 @@ def tree_reduce(parts: Sequence[Delayed], combine: Callable[[Any, Any], Any]) ->
     Delayed
         The combined result.
     """
-
-    def fold(*xs: Any) -> Any:
-        acc = xs[0]
-        for x in xs[1:]:
-            acc = combine(acc, x)
-        return acc
-
     level = list(parts)
     if not level:
         raise ValueError("tree_reduce needs at least one part")
-    while len(level) > 1:
+    while len(level) > 1:  # ``combine`` as an argument: a module function tokenizes by name, a closure by pickling
         level = [
-            delayed(fold, pure=True)(*level[i : i + SPLIT_EVERY])
+            delayed(_fold, pure=True)(combine, *level[i : i + SPLIT_EVERY])
             for i in range(0, len(level), SPLIT_EVERY)
         ]
     return level[0]
+
+
+def _fold(combine: Callable[[Any, Any], Any], *xs: Any) -> Any:
+    acc = xs[0]
+    for x in xs[1:]:
+        acc = combine(acc, x)
+    return acc
 
 
 def active_client():

@@ -25,7 +25,7 @@ from dask.delayed import Delayed, delayed
 from dshift import _dask, _input
 from dshift.assigning import add_totals, index_label_totals, label_array, label_totals, shared_center_index
 from dshift.bandwidth import estimate_bandwidth
-from dshift.index import build_group_index
+from dshift.index import MIN_PIECE_ROWS, PIECES_PER_THREAD, build_group_index, build_piece_index, spatial_pieces
 from dshift.merging import merge_blocks
 from dshift.seeding import (
     BinSummary,
@@ -156,10 +156,16 @@ def fit_many(
     # In-memory input was validated already and needs the scan only for bins.
     where = _dask.persist_where(int(n_rows * n_features * 8 * 1.3)) if data.lazy else "memory"
     kept_trees = where is not None
-    chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
-    indexes = [delayed(build_group_index, pure=True)([chunks[i] for i in group], [weight_chunks[i] for i in group],
-                                                     where == "disk")
-               for group in _dask.index_groups(_dask.chunk_rows(X.chunks[0], n_rows), n_features)]
+    groups = _dask.index_groups(_dask.chunk_rows(X.chunks[0], n_rows), n_features)
+    if data.lazy:
+        chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
+        indexes = [delayed(build_group_index, pure=True)([chunks[i] for i in g], [weight_chunks[i] for i in g],
+                                                         where == "disk") for g in groups]
+    else:  # the rows are all here: trees over compact regions, a few per thread
+        n_pieces = max(len(groups), min(PIECES_PER_THREAD * _dask.n_cores(), n_rows // MIN_PIECE_ROWS))
+        local, local_weights = delayed(data.local), delayed(data.local_weights)  # in the graph once
+        indexes = [delayed(build_piece_index)(local, local_weights, rows)
+                   for rows in spatial_pieces(data.local, n_pieces)]
     bin_sizes = tuple(bandwidths[i] for i in binned)
     first = _persist_together({
         "trees": indexes if kept_trees else [],
@@ -218,7 +224,11 @@ def fit_many(
         n_seeds.append(count)
     lap("seeding")
 
-    climbed = climb_many(indexes, runs, max_iter, data.dtype, n_jobs=n_jobs)
+    # A task per block and share: a share is one tree of Dask input, or a thread's pieces of
+    # in-memory input, taken in turn so that every share spans the whole space (pieces of
+    # unequal cost even out; a task per piece cost ~1 ms of scheduling each).
+    n_shares = len(indexes) if data.lazy else min(_dask.n_cores(), len(indexes))
+    climbed = climb_many([indexes[t::n_shares] for t in range(n_shares)], runs, max_iter, data.dtype, n_jobs=n_jobs)
     trees = indexes if count_sizes and data.lazy and kept_trees else None  # the sizes' pass reads them
     del indexes  # released on the workers as soon as nothing else needs them
     lap("shift")

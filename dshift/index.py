@@ -402,6 +402,72 @@ def build_group_index(chunks: list[np.ndarray], weights: list, on_disk: bool = F
     return index.to_disk() if on_disk else index
 
 
+PIECES_PER_THREAD = 4
+"""Spatial indexes per thread for in-memory input (see :func:`spatial_pieces`): enough that
+pieces of unequal cost share the threads evenly."""
+
+MIN_PIECE_ROWS = 4096
+"""Fewest rows of such an index."""
+
+
+PIECE_CELL_BITS = 12
+"""Key bits of the grid cells that pieces are made of (4,096 cells; 16 per dimension in 3-D)."""
+
+
+def spatial_pieces(points: np.ndarray, n_pieces: int) -> list[np.ndarray]:
+    """Rows cut into about ``n_pieces`` compact regions of about equal size: runs of whole
+    grid cells (:data:`PIECE_CELL_BITS`) in Morton order (build them with :func:`build_piece_index`).
+
+    A ball then meets few pieces (the others are rejected at their root), where pieces of
+    consecutive rows each span the whole data and every ball cuts through every one of them.
+    Ball sums are the same exact sums whatever the pieces (measured on P1, 1M rows, 8 pieces
+    against 2 halves: kernel time 19 % lower at bandwidth 3.4, 30 % at 4.6). Only the rows'
+    cells are sorted (a radix sort of one byte per row): ~15 ms per 1M rows in the driver.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, d)
+    n_pieces : int
+        At most 255.
+
+    Returns
+    -------
+    list of ndarray of int64
+        Each piece's row numbers, ascending; no piece is empty.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    n, d = points.shape
+    bits = _key_layout(d)
+    if n_pieces <= 1 or n == 0 or bits == 0:
+        return [np.arange(n)]
+    lower, upper = _bounds(points)
+    scale = (2.0**bits) / np.where(upper > lower, upper - lower, 1.0)
+    keys = _keys(points, lower, scale, (1 << bits) - 1, _spread_tables(d, bits))
+    cells = (keys >> np.uint64(max(bits * d - PIECE_CELL_BITS, 0))).astype(np.int64)
+    counts = np.bincount(cells)
+    middle = np.cumsum(counts) - (counts + 1) // 2  # rank of each cell's middle row, in Morton order
+    piece = (middle * n_pieces // n).astype(np.uint8)[cells]  # the piece that holds most of the cell
+    order = np.argsort(piece, kind="stable")  # one byte per row: a radix sort
+    ends = np.cumsum(np.bincount(piece, minlength=n_pieces))
+    return [order[a:b] for a, b in zip([0, *ends[:-1]], ends) if b > a]
+
+
+def build_piece_index(points: np.ndarray, weights: np.ndarray | None, rows: np.ndarray) -> ChunkIndex:
+    """The index of rows ``rows`` of ``points`` (a piece from :func:`spatial_pieces`).
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, d)
+    weights : ndarray of shape (n,), optional
+    rows : ndarray of int
+
+    Returns
+    -------
+    ChunkIndex
+    """
+    return build_index(points[rows], None if weights is None else np.asarray(weights)[rows])
+
+
 def build_tree(points: np.ndarray, weights: np.ndarray | None = None,
                leaf_size: int = LEAF_SIZE) -> tuple[ChunkIndex, np.ndarray]:
     """Build a k-d tree and say where each row went.

@@ -6,8 +6,10 @@ passes; built there from the data, the bin table or, for explicit seeds, an arra
 One pass is, for every block that still has climbing seeds::
 
     query   = block_query(block)                     # its distinct active positions
-    partial = block_sums(index_g, query) per index   # count and compensated sum per ball
-                                                     # (one index per group of row chunks)
+    partial = block_sums(query, share) per share     # count and compensated sum per ball
+                                                     # (a share: one index per group of row
+                                                     # chunks, or, for in-memory input, a
+                                                     # thread's spatial pieces)
     total   = tree reduction of the partials         # on the workers
     block   = advance(block, query, total)           # scikit-learn's per-seed rule
 
@@ -128,9 +130,14 @@ def block_query(block: SeedBlock, bandwidth: float) -> Query:
     return Query(centers, inverse, group_seeds(centers, bandwidth))
 
 
-def block_sums(index: ChunkIndex, query: Query, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
-    """One chunk's partial ball sums for a block's query (see :func:`dshift.ballsums.ball_sums`)."""
-    return ball_sums(index, query.centers, bandwidth, query.groups)
+def block_sums(query: Query, bandwidth: float, *indexes: ChunkIndex) -> tuple[np.ndarray, np.ndarray]:
+    """The partial ball sums of a block's query over one or more indexes (see
+    :func:`dshift.ballsums.ball_sums`), combined."""
+    total = None
+    for index in indexes:
+        part = ball_sums(index, query.centers, bandwidth, query.groups)
+        total = part if total is None else _compensated.combine(total, part)
+    return total
 
 
 def advance(
@@ -250,11 +257,11 @@ def climb(
     ClimbResult
         The final blocks stay where they are (persisted on the workers).
     """
-    return climb_many(indexes, [(blocks, bandwidth)], max_iter, dtype, n_jobs)[0]
+    return climb_many([[ix] for ix in indexes], [(blocks, bandwidth)], max_iter, dtype, n_jobs)[0]
 
 
 def climb_many(
-    indexes: Sequence[Delayed],
+    shares: Sequence[Sequence[Delayed]],
     runs: Sequence[tuple[Sequence[Delayed], float]],
     max_iter: int,
     dtype: np.dtype,
@@ -264,8 +271,9 @@ def climb_many(
 
     Parameters
     ----------
-    indexes : sequence of Delayed
-        One :class:`~dshift.index.ChunkIndex` per row chunk.
+    shares : sequence of sequences of Delayed
+        :class:`~dshift.index.ChunkIndex` objects, in shares that one task per block
+        queries together (every index in exactly one share).
     runs : sequence of (blocks, bandwidth)
         Each run's seed blocks and its ball radius. All runs advance in lock step, so a
         pass reads each chunk's index once for all of them.
@@ -294,12 +302,12 @@ def climb_many(
         for b in live:
             query = delayed(block_query, pure=True)(base[b], radius[b])
             parts = []
-            for t, ix in enumerate(indexes):
+            for t, share in enumerate(shares):
                 # Every other pass visits the trees in reverse order, so a pass starts with the
                 # trees the last one used: when they spill to the workers' disks, a pass in the
                 # same order would find every tree evicted (the spill is least recently used).
                 with dask.annotate(priority=t if step % 2 else -t):
-                    parts.append(delayed(block_sums, pure=True)(ix, query, radius[b]))
+                    parts.append(delayed(block_sums, pure=True)(query, radius[b], *share))
             totals = _dask.tree_reduce(parts, _compensated.combine)
             stepped.append(delayed(advance, pure=True)(base[b], query, totals, radius[b], step, max_iter, dtype))
         return _Pass.start(live, stepped)

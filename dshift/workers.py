@@ -172,7 +172,7 @@ def warm_up() -> None:
     scan_chunk(X, (1.0,))
     block = new_block(X[:8], np.arange(8))
     query = block_query(block, 1.0)
-    done = advance(block, query, block_sums(build_group_index([X], [None]), query, 1.0), 1.0, 0, 0, X.dtype)
+    done = advance(block, query, block_sums(query, 1.0, build_group_index([X], [None])), 1.0, 0, 0, X.dtype)
     centers = centers_from_modes(merge_mode_tables(block_modes(done, X.dtype)), 1.0)
     assign_labels(X, center_index(np.vstack([centers, X + 10.0])), 1.0, False)
     cells = partition.plan(X, 2)

@@ -100,3 +100,29 @@ def test_unknown_chunk_lengths_group_by_equal_shares():
     guess = chunk_rows([float("nan")] * 20, 10_000_000)  # a data set's partitions before the first pass
     assert guess == [500_000.0] * 20
     assert [len(g) for g in index_groups(guess, 3)] == [5, 5, 5, 5]  # as for known lengths (64 MiB each)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_spatial_pieces_are_compact_and_hold_every_row_once(weighted):
+    """In-memory input: trees over runs of grid cells in Morton order. Every row lands in
+    exactly one piece, pieces are about equal and compact, and ball sums over the pieces'
+    trees add up to those of one tree."""
+    from dshift._compensated import combine, finish
+    from dshift.ballsums import ball_sums
+    from dshift.index import build_piece_index, spatial_pieces
+
+    rng = np.random.RandomState(3)
+    X = rng.uniform(0, 100, size=(20_000, 3))
+    w = rng.uniform(0.5, 2, len(X)) if weighted else None
+    pieces = spatial_pieces(X, 8)
+    assert len(pieces) == 8 and all(abs(len(p) - 2500) < 500 for p in pieces)
+    np.testing.assert_array_equal(np.sort(np.concatenate(pieces)), np.arange(len(X)))
+    spread = sum(X[p].var(axis=0).sum() * len(p) for p in pieces) / (X.var(axis=0).sum() * len(X))
+    assert spread < 0.35  # compact (octants: 0.25); runs of rows would each spread like the whole (1.0)
+    assert len(spatial_pieces(X, 1)) == 1 and spatial_pieces(X[:0], 8)[0].shape == (0,)
+    seeds = rng.uniform(0, 100, size=(50, 3))
+    parts = [ball_sums(build_piece_index(X, w, p), seeds, 7.0) for p in pieces]
+    total = parts[0]
+    for part in parts[1:]:
+        total = combine(total, part)
+    np.testing.assert_array_equal(finish(*total), finish(*ball_sums(build_index(X, w), seeds, 7.0)))
