@@ -297,18 +297,25 @@ def _boxes(points, start, stop, left):
     return lower, upper
 
 
-def _sort_by_keys(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Rows in Morton order of a grid over their bounding box: ``(points, perm, keys, bits)``."""
+def _morton_keys(points: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each row's key on a grid over the rows' bounding box, and the keys' bits (0: no keys,
+    no rows or too many dimensions)."""
     n, d = points.shape
     bits = _key_layout(d)
-    if n == 0 or bits == 0:  # no keys: median splits all the way (on a copy: they reorder rows)
-        return points.copy(), np.arange(n, dtype=np.int64), np.zeros(n, np.uint64), 0
+    if n == 0 or bits == 0:
+        return np.zeros(n, np.uint64), 0
     lower, upper = _bounds(points)
-    span = np.where(upper > lower, upper - lower, 1.0)
-    scale = (2.0**bits) / span
-    keys = _keys(points, lower, scale, (1 << bits) - 1, _spread_tables(d, bits))
-    perm, keys = _radix_order(keys, bits * d)
-    return _gather(points, perm), perm, keys, bits * d
+    scale = (2.0**bits) / np.where(upper > lower, upper - lower, 1.0)
+    return _keys(points, lower, scale, (1 << bits) - 1, _spread_tables(d, bits)), bits * d
+
+
+def _sort_by_keys(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Rows in Morton order of a grid over their bounding box: ``(points, perm, keys, bits)``."""
+    keys, n_bits = _morton_keys(points)
+    if n_bits == 0:  # no keys: median splits all the way (on a copy: they reorder rows)
+        return points.copy(), np.arange(len(points), dtype=np.int64), keys, 0
+    perm, keys = _radix_order(keys, n_bits)
+    return _gather(points, perm), perm, keys, n_bits
 
 
 @njit(nogil=True, cache=True)
@@ -422,32 +429,29 @@ def spatial_pieces(points: np.ndarray, n_pieces: int) -> list[np.ndarray]:
     consecutive rows each span the whole data and every ball cuts through every one of them.
     Ball sums are the same exact sums whatever the pieces (measured on P1, 1M rows, 8 pieces
     against 2 halves: kernel time 19 % lower at bandwidth 3.4, 30 % at 4.6). Only the rows'
-    cells are sorted (a radix sort of one byte per row): ~15 ms per 1M rows in the driver.
+    cells are sorted (a radix sort of two bytes per row): ~15 ms per 1M rows in the driver.
 
     Parameters
     ----------
     points : ndarray of shape (n, d)
     n_pieces : int
-        At most 255.
+        At most 65,536.
 
     Returns
     -------
     list of ndarray of int64
         Each piece's row numbers, ascending; no piece is empty.
     """
-    points = np.ascontiguousarray(points, dtype=np.float64)
-    n, d = points.shape
-    bits = _key_layout(d)
-    if n_pieces <= 1 or n == 0 or bits == 0:
+    n = len(points)
+    n_pieces = min(int(n_pieces), 1 << 16)
+    keys, n_bits = _morton_keys(np.ascontiguousarray(points, dtype=np.float64))
+    if n_pieces <= 1 or n_bits == 0:
         return [np.arange(n)]
-    lower, upper = _bounds(points)
-    scale = (2.0**bits) / np.where(upper > lower, upper - lower, 1.0)
-    keys = _keys(points, lower, scale, (1 << bits) - 1, _spread_tables(d, bits))
-    cells = (keys >> np.uint64(max(bits * d - PIECE_CELL_BITS, 0))).astype(np.int64)
+    cells = (keys >> np.uint64(max(n_bits - PIECE_CELL_BITS, 0))).astype(np.int64)
     counts = np.bincount(cells)
     middle = np.cumsum(counts) - (counts + 1) // 2  # rank of each cell's middle row, in Morton order
-    piece = (middle * n_pieces // n).astype(np.uint8)[cells]  # the piece that holds most of the cell
-    order = np.argsort(piece, kind="stable")  # one byte per row: a radix sort
+    piece = (middle * n_pieces // n).astype(np.uint16)[cells]  # the piece that holds most of the cell
+    order = np.argsort(piece, kind="stable")  # 16-bit integers: a radix sort
     ends = np.cumsum(np.bincount(piece, minlength=n_pieces))
     return [order[a:b] for a, b in zip([0, *ends[:-1]], ends) if b > a]
 

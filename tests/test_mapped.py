@@ -3,6 +3,7 @@ data, a real full disk (a small tmpfs) keeping them in memory."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -26,7 +27,6 @@ W = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
 
 def test_store_is_nameless_mapped_and_released(tmp_path):
     arr = np.arange(30_000, dtype=np.float64).reshape(-1, 3)
-    before = shutil.disk_usage(tmp_path).used
     stored = _mapped.store(arr, str(tmp_path))
     assert isinstance(stored, _mapped.DiskArray) and stored.shape == arr.shape and stored.nbytes == arr.nbytes
     assert os.listdir(tmp_path) == []  # unlinked at once: nothing is left behind, whatever ends the process
@@ -38,8 +38,19 @@ def test_store_is_nameless_mapped_and_released(tmp_path):
     assert sizeof(stored) < 1000  # Dask counts the handle, so it never spills the data
     empty = _mapped.store(np.zeros((0, 3)), str(tmp_path))
     assert empty.mapped().shape == (0, 3)
+    assert _open_deleted_files(tmp_path) == 3  # a file per stored array, and the live mapping's own descriptor
     del view, stored, empty
-    assert shutil.disk_usage(tmp_path).used <= before + 4096
+    assert _open_deleted_files(tmp_path) == 0  # released with the array: its space is free
+
+
+def _open_deleted_files(directory) -> int:
+    """This process's open descriptors of unlinked files in ``directory``."""
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            found += target.startswith(str(directory)) and target.endswith("(deleted)")
+    return found
 
 
 def test_pickled_with_its_data_and_stored_again(tmp_path, monkeypatch):
