@@ -128,7 +128,7 @@ def test_group_seeds_partitions_into_compact_groups():
         group = centers[order[a:b]]
         assert len(group) <= GROUP_SIZE
         if len(group) > 1:
-            allowed2 = (GROUP_WIDTH * bandwidth) ** 2 * min(1.0, len(group) / GROUP_FULL)
+            allowed2 = (GROUP_WIDTH * bandwidth * min(1.0, len(group) / GROUP_FULL)) ** 2
             assert np.sum((group.max(0) - group.min(0)) ** 2) <= allowed2
     assert len(bounds) - 1 < len(centers) // 2  # the tight cloud shares walks
     index = build_index(centers)
