@@ -121,9 +121,9 @@ def start_persist(objs: Sequence[Delayed]) -> list[Delayed] | None:
 
 
 def persist_with_progress(
-    objs: Sequence[Delayed], what: str, *, unit: str, count: int, n_jobs: int | None = None,
+    objs: Sequence[Delayed], what: str, *, unit: str, count: int, fetch: int = 0, n_jobs: int | None = None,
     started: list[Delayed] | None = None,
-) -> list[Delayed]:
+) -> tuple[list[Delayed], list[Any]]:
     """Persist ``objs`` and log ``what: i/count unit done`` while it takes long.
 
     The first ``count`` objects are the ones counted. A line goes to the ``dshift`` logger
@@ -133,14 +133,20 @@ def persist_with_progress(
 
     Parameters
     ----------
+    fetch : int
+        The last ``fetch`` objects are small results wanted on the driver: their values are
+        returned instead (on a local scheduler in the same run as the others, which spares a
+        run of the scheduler per call).
     started : list of Delayed, optional
         What :func:`start_persist` returned for ``objs``: wait for those instead of
         submitting ``objs`` again.
 
     Returns
     -------
-    list of Delayed
-        The persisted objects, in order.
+    kept : list of Delayed
+        The first ``len(objs) - fetch`` objects persisted, in order.
+    values : list
+        The values of the last ``fetch`` objects.
     """
     import threading
 
@@ -148,6 +154,7 @@ def persist_with_progress(
     counted = {o.key for o in objs[:count]}
     finished: set = set()
     start = time.perf_counter()
+    n_kept = len(objs) - fetch
 
     def report() -> None:
         log.info("%s: %d/%d %s done, %.0f s", what, len(finished), count, unit, time.perf_counter() - start)
@@ -161,7 +168,7 @@ def persist_with_progress(
         while True:
             try:
                 wait_futures(futures, timeout=interval)
-                return kept
+                return kept[:n_kept], list(compute(*kept[n_kept:]))
             except TimeoutError:
                 finished.update(f.key for f in futures if f.done())
                 report()
@@ -178,10 +185,12 @@ def persist_with_progress(
     with Callback(posttask=lambda key, *_: finished.add(key) if key in counted else None):
         thread.start()
         try:
-            return list(persist(*objs, n_jobs=n_jobs))
+            values = compute(*objs, n_jobs=n_jobs)
         finally:
             stop.set()
             thread.join()
+    # What dask.persist makes of a local result: the value under its own key.
+    return [Delayed(o.key, {o.key: v}) for o, v in zip(objs[:n_kept], values)], list(values[n_kept:])
 
 
 def wait(collections: Sequence[Any]) -> None:

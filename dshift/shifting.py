@@ -373,6 +373,6 @@ class _Pass:
     def wait(self, what: str, n_jobs: int | None) -> dict[int, tuple[Delayed, BlockSummary]]:
         """Block until the pass is done; per block number, ``(new block persisted, summary)``."""
         n = len(self.live)
-        kept = _dask.persist_with_progress(self.objs, what, unit="seed blocks", count=n, n_jobs=n_jobs,
-                                           started=self.started)
-        return dict(zip(self.live, zip(kept[:n], _dask.compute(*kept[n:], n_jobs=n_jobs))))
+        kept, summaries = _dask.persist_with_progress(self.objs, what, unit="seed blocks", count=n, fetch=n,
+                                                      n_jobs=n_jobs, started=self.started)
+        return dict(zip(self.live, zip(kept, summaries)))
