@@ -1,8 +1,9 @@
 """The engine's driver: a fit as a sequence of passes over row chunks, for one or many bandwidths.
 
 1. scan (:mod:`dshift.seeding`): rows per chunk, NaN/inf check, grid-bin counts;
-2. index (:mod:`dshift.index`): one k-d tree per group of consecutive chunks, persisted
-   when it fits (built in the same read as the scan);
+2. index (:mod:`dshift.index`): k-d trees over compact regions of the rows, a few per thread,
+   when they fit in memory; else one per group of consecutive chunks, its points on the
+   workers' disks or rebuilt on every pass (built in the same read as the scan);
 3. shift (:mod:`dshift.shifting`): one pass per iteration for all active seeds;
 4. merge (:mod:`dshift.merging`): scikit-learn's ordering and de-duplication;
 5. assign (:mod:`dshift.assigning`): nearest center per row, lazily for Dask input.
@@ -15,6 +16,7 @@ driver starts without it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -22,10 +24,11 @@ from typing import NamedTuple
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from dshift import _dask, _input
+from dshift import _dask, _input, partition
 from dshift.assigning import add_totals, index_label_totals, label_array, label_totals, shared_center_index
 from dshift.bandwidth import estimate_bandwidth
-from dshift.index import MIN_PIECE_ROWS, PIECES_PER_THREAD, build_group_index, build_piece_index, spatial_pieces
+from dshift.index import (MIN_PIECE_ROWS, PIECES_PER_THREAD, build_group_index, build_piece_index, build_region_index,
+                          plan_regions, route_rows, spatial_pieces)
 from dshift.merging import merge_blocks
 from dshift.seeding import (
     BinSummary,
@@ -157,12 +160,16 @@ def fit_many(
     where = _dask.persist_where(int(n_rows * n_features * 8 * 1.3)) if data.lazy else "memory"
     kept_trees = where is not None
     groups = _dask.index_groups(_dask.chunk_rows(X.chunks[0], n_rows), n_features)
-    if data.lazy:
+    # Trees over compact regions, a few per thread, where all rows fit in memory: a ball then
+    # meets few trees. Larger Dask input streams: a tree per group of consecutive chunks.
+    n_pieces = max(len(groups), min(PIECES_PER_THREAD * _dask.n_cores(), n_rows // MIN_PIECE_ROWS))
+    if data.lazy and where == "memory":
+        indexes = _region_indexes(X, weights, n_rows, n_pieces)
+    elif data.lazy:
         chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
         indexes = [delayed(build_group_index, pure=True)([chunks[i] for i in g], [weight_chunks[i] for i in g],
                                                          where == "disk") for g in groups]
-    else:  # the rows are all here: trees over compact regions, a few per thread
-        n_pieces = max(len(groups), min(PIECES_PER_THREAD * _dask.n_cores(), n_rows // MIN_PIECE_ROWS))
+    else:
         local, local_weights = delayed(data.local), delayed(data.local_weights)  # in the graph once
         indexes = [delayed(build_piece_index)(local, local_weights, rows)
                    for rows in spatial_pieces(data.local, n_pieces)]
@@ -198,8 +205,9 @@ def fit_many(
         lap("scan")
     if kept_trees:
         _dask.wait(indexes)  # distributed persist returns at once; account the build here
-        log.info("index: %d chunk trees built and kept (%s)", len(indexes),
-                 "in memory" if where == "memory" else "their points on local disk")
+        log.info("index: %d trees built and kept (%s)", len(indexes),
+                 "over compact regions, in memory" if where == "memory" else
+                 "over groups of row chunks, their points on local disk")
     else:
         log.info("index: %d chunks re-read and re-indexed on every pass", len(indexes))
     lap("index")
@@ -271,6 +279,19 @@ def _cluster_sizes(data: _input.Prepared, labels: list, trees: list | None, mode
                  for lab, (_, _, k) in zip(labels, models)]
     totals = _dask.compute(*parts, n_jobs=n_jobs)
     return [add_totals(pieces, k, weighted) for pieces, (_, _, k) in zip(totals, models)]
+
+
+def _region_indexes(X, weights, n_rows: int, n_regions: int) -> list[Delayed]:
+    """Dask input's trees over ``n_regions`` compact regions, lazily: regions planned from a
+    sample of every chunk, each chunk's rows routed to them, a tree built per region (every
+    chunk read once, in the same pass as the rest of the first pass)."""
+    chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
+    size = partition.sample_size(n_regions)
+    samples = [delayed(partition.strided_sample, pure=True)(c, math.ceil(size * r / max(n_rows, 1)))
+               for c, r in zip(chunks, _dask.chunk_rows(X.chunks[0], n_rows))]
+    regions = delayed(plan_regions, pure=True)(n_regions, *samples)
+    routed = [delayed(route_rows, pure=True)(c, w, regions, n_regions) for c, w in zip(chunks, weight_chunks)]
+    return partition.gather_cells(routed, n_regions, build_region_index)
 
 
 def _persist_together(groups: dict[str, list], n_jobs: int | None) -> dict[str, list]:

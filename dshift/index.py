@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from dshift import _mapped
+from dshift import _mapped, partition
 from dshift._compensated import add_pair, add_product, add_value
 
 LEAF_SIZE = 64
@@ -470,6 +470,64 @@ def build_piece_index(points: np.ndarray, weights: np.ndarray | None, rows: np.n
     ChunkIndex
     """
     return build_index(points[rows], None if weights is None else np.asarray(weights)[rows])
+
+
+def plan_regions(n_regions: int, *samples: np.ndarray) -> partition.Partition:
+    """Compact regions of about equal numbers of rows for Dask input's indexes: median splits
+    (:func:`dshift.partition.plan`) of the chunks' samples (:func:`route_rows` sends every
+    row to its region, :func:`build_region_index` indexes a region).
+
+    Parameters
+    ----------
+    n_regions : int
+        Regions wanted (a sample of fewer than two rows in a part leaves fewer).
+    *samples : ndarray of shape (m_i, d)
+        Rows sampled from each chunk, about in proportion to its rows.
+
+    Returns
+    -------
+    Partition
+    """
+    return partition.plan(np.concatenate(samples), n_regions)
+
+
+def route_rows(chunk: np.ndarray, weights: np.ndarray | None, regions: partition.Partition,
+               n_regions: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """A chunk's rows (and weights) by region.
+
+    Parameters
+    ----------
+    chunk : ndarray of shape (n, d)
+    weights : ndarray of shape (n,), optional
+    regions : Partition
+        From :func:`plan_regions`.
+    n_regions : int
+        Entries to return (the regions planned for; those the plan did not make are empty).
+
+    Returns
+    -------
+    list of (ndarray, ndarray or None)
+        Per region, its rows of the chunk and their weights, in chunk order.
+    """
+    return partition.split(chunk, weights, regions, n_regions)
+
+
+def build_region_index(*pieces: tuple[np.ndarray, np.ndarray | None]) -> ChunkIndex:
+    """The index of one region from every chunk's rows in it (:func:`route_rows`).
+
+    Parameters
+    ----------
+    *pieces : tuple of (ndarray, ndarray or None)
+        Rows and weights (None: unit weights) per chunk.
+
+    Returns
+    -------
+    ChunkIndex
+    """
+    points = np.concatenate([p for p, _ in pieces])
+    if pieces[0][1] is None:
+        return build_index(points)
+    return build_index(points, np.concatenate([w for _, w in pieces]))
 
 
 def build_tree(points: np.ndarray, weights: np.ndarray | None = None,

@@ -113,26 +113,30 @@ def _cells_of(points, dim, value, child):
     return out
 
 
-def split(points: np.ndarray, ids: np.ndarray, partition: Partition) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Route seeds to their cells (one source's share of every block).
+def split(points: np.ndarray, ids: np.ndarray | None, partition: Partition,
+          n_cells: int | None = None) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Route points to their cells (one source's share of every block, or of every region).
 
     Parameters
     ----------
     points : ndarray of shape (k, d)
-    ids : ndarray of shape (k,)
-        Global seed numbers.
+    ids : ndarray of shape (k,) or None
+        Values that go with the points (global seed numbers, weights), or None.
     partition : Partition
+    n_cells : int, optional
+        Entries to return (at least ``partition.n_cells``; the cells beyond are empty).
 
     Returns
     -------
     list of (points, ids)
-        One entry per cell, seeds in their original order.
+        One entry per cell, points in their original order (``ids`` None if given None).
     """
     cells = _cells_of(np.ascontiguousarray(points, dtype=np.float64), partition.dim, partition.value,
                       partition.child)
-    order = np.argsort(cells, kind="stable")
-    bounds = np.searchsorted(cells[order], np.arange(partition.n_cells + 1))
-    return [(points[order[a:b]], ids[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
+    n_cells = partition.n_cells if n_cells is None else n_cells
+    order = np.argsort(cells.astype(np.uint16) if n_cells <= 1 << 16 else cells, kind="stable")  # 16 bits: a radix sort
+    bounds = np.searchsorted(cells[order], np.arange(n_cells + 1))
+    return [(points[order[a:b]], None if ids is None else ids[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def gather_cells(routed: Sequence[Delayed], n_cells: int, make: Callable[..., Any]) -> list[Delayed]:

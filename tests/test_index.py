@@ -126,3 +126,37 @@ def test_spatial_pieces_are_compact_and_hold_every_row_once(weighted):
     for part in parts[1:]:
         total = combine(total, part)
     np.testing.assert_array_equal(finish(*total), finish(*ball_sums(build_index(X, w), seeds, 7.0)))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_regions_of_dask_input_hold_every_row_once(weighted):
+    """Dask input held in memory: regions planned from the chunks' samples, every chunk's rows
+    routed to them, a tree per region. Every row lands in exactly one region, regions are
+    compact, a region the plan did not make is an empty tree, and ball sums over the regions'
+    trees add up to those of one tree."""
+    from dshift._compensated import combine, finish
+    from dshift.ballsums import ball_sums
+    from dshift.index import build_region_index, plan_regions, route_rows
+    from dshift.partition import strided_sample
+
+    rng = np.random.RandomState(4)
+    X = rng.uniform(0, 100, size=(20_000, 3)).astype(np.float32)
+    w = rng.uniform(0.5, 2, len(X)) if weighted else None
+    chunks = np.array_split(np.arange(len(X)), 5)
+    regions = plan_regions(8, *(strided_sample(X[c], 200) for c in chunks))
+    routed = [route_rows(X[c], None if w is None else w[c], regions, 9) for c in chunks]  # one more than planned
+    assert all(len(r) == 9 for r in routed) and all(len(r[8][0]) == 0 for r in routed)
+    trees = [build_region_index(*(r[k] for r in routed)) for k in range(9)]
+    sizes = [sum(len(r[k][0]) for r in routed) for k in range(8)]
+    assert sum(sizes) == len(X) and all(abs(s - 2500) < 500 for s in sizes)
+    assert len(trees[8].points) == 0
+    rows = [np.concatenate([r[k][0] for r in routed]) for k in range(8)]
+    by_value = lambda a: a[np.lexsort(a.T)]  # noqa: E731
+    np.testing.assert_array_equal(by_value(np.concatenate(rows)), by_value(X))
+    spread = sum(p.var(axis=0).sum() * len(p) for p in rows) / (X.var(axis=0).sum() * len(X))
+    assert spread < 0.35  # compact (octants: 0.25); a row chunk spreads like the whole (1.0)
+    seeds = rng.uniform(0, 100, size=(50, 3))
+    total = ball_sums(trees[0], seeds, 7.0)
+    for tree in trees[1:]:
+        total = combine(total, ball_sums(tree, seeds, 7.0))
+    np.testing.assert_array_equal(finish(*total), finish(*ball_sums(build_index(X, w), seeds, 7.0)))
