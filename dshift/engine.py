@@ -160,16 +160,19 @@ def fit_many(
     where = _dask.persist_where(int(n_rows * n_features * 8 * 1.3)) if data.lazy else "memory"
     kept_trees = where is not None
     groups = _dask.index_groups(_dask.chunk_rows(X.chunks[0], n_rows), n_features)
-    # Trees over compact regions, a few per thread, where all rows fit in memory: a ball then
-    # meets few trees. Larger Dask input streams: a tree per group of consecutive chunks.
-    n_pieces = max(len(groups), min(PIECES_PER_THREAD * _dask.n_cores(), n_rows // MIN_PIECE_ROWS))
+    # Trees over compact regions where all rows fit in memory: a ball then meets few trees.
+    # Dask input gets as many regions as it has groups of chunks (every tree is a task per
+    # seed block and pass, and its partial sums, so more would cost where seeds are many);
+    # in-memory input a few per thread (a thread queries its share of them in one task).
+    # Larger Dask input streams: a tree per group of consecutive chunks.
     if data.lazy and where == "memory":
-        indexes = _region_indexes(X, weights, n_rows, n_pieces)
+        indexes = _region_indexes(X, weights, n_rows, len(groups))
     elif data.lazy:
         chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
         indexes = [delayed(build_group_index, pure=True)([chunks[i] for i in g], [weight_chunks[i] for i in g],
                                                          where == "disk") for g in groups]
     else:
+        n_pieces = max(len(groups), min(PIECES_PER_THREAD * _dask.n_cores(), n_rows // MIN_PIECE_ROWS))
         local, local_weights = delayed(data.local), delayed(data.local_weights)  # in the graph once
         indexes = [delayed(build_piece_index)(local, local_weights, rows)
                    for rows in spatial_pieces(data.local, n_pieces)]
