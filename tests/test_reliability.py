@@ -353,9 +353,18 @@ def test_workers_that_keep_dying_fail_the_job_cleanly(medium, tmp_path):
         try:
             assert job.wait_for_line("shift iteration"), job.stderr
             # Kill while the scheduler has a task running on the worker: that task is the one
-            # that "kept killing" workers.
-            assert job.wait_until(lambda: any(watcher.processing().values()), timeout=60, interval=0.002)
-            cluster.kill_worker(0)
+            # that "kept killing" workers. The check and the kill happen in one step of the
+            # scheduler's event loop, so the task cannot finish in between.
+            pid = cluster.workers[0].pid
+
+            def kill_if_busy(dask_scheduler) -> bool:
+                if not any(ws.processing for ws in dask_scheduler.workers.values()):
+                    return False
+                os.kill(pid, signal.SIGKILL)
+                return True
+
+            assert job.wait_until(lambda: watcher.run_on_scheduler(kill_if_busy), timeout=60, interval=0.002)
+            cluster.kill_worker(0)  # reap it
             code = job.wait(timeout=60)
         finally:
             job.close()
