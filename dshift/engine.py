@@ -1,9 +1,9 @@
 """The engine's driver: a fit as a sequence of passes over row chunks, for one or many bandwidths.
 
 1. scan (:mod:`dshift.seeding`): rows per chunk, NaN/inf check, grid-bin counts;
-2. index (:mod:`dshift.index`): k-d trees over compact regions of the rows, a few per thread,
-   when they fit in memory; else one per group of consecutive chunks, its points on the
-   workers' disks or rebuilt on every pass (built in the same read as the scan);
+2. index (:mod:`dshift.forest` over :mod:`dshift.index`): k-d trees over compact regions of
+   the rows when they fit in memory; else one per group of consecutive chunks, its points on
+   the workers' disks or rebuilt on every pass (built in the same read as the scan);
 3. shift (:mod:`dshift.shifting`): one pass per iteration for all active seeds;
 4. merge (:mod:`dshift.merging`): scikit-learn's ordering and de-duplication;
 5. assign (:mod:`dshift.assigning`): nearest center per row, lazily for Dask input.
@@ -16,7 +16,6 @@ driver starts without it.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -24,11 +23,9 @@ from typing import NamedTuple
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from dshift import _dask, _input, partition
+from dshift import _dask, _input, forest
 from dshift.assigning import add_totals, index_label_totals, label_array, label_totals, shared_center_index
 from dshift.bandwidth import estimate_bandwidth
-from dshift.index import (MIN_PIECE_ROWS, PIECES_PER_THREAD, build_group_index, build_piece_index, build_region_index,
-                          plan_regions, route_rows, spatial_pieces)
 from dshift.merging import merge_blocks
 from dshift.seeding import (
     BinSummary,
@@ -166,16 +163,11 @@ def fit_many(
     # in-memory input a few per thread (a thread queries its share of them in one task).
     # Larger Dask input streams: a tree per group of consecutive chunks.
     if data.lazy and where == "memory":
-        indexes = _region_indexes(X, weights, n_rows, len(groups))
+        indexes = forest.region_indexes(X, weights, n_rows, len(groups))
     elif data.lazy:
-        chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
-        indexes = [delayed(build_group_index, pure=True)([chunks[i] for i in g], [weight_chunks[i] for i in g],
-                                                         where == "disk") for g in groups]
+        indexes = forest.group_indexes(X, weights, groups, where == "disk")
     else:
-        n_pieces = max(len(groups), min(PIECES_PER_THREAD * _dask.n_cores(), n_rows // MIN_PIECE_ROWS))
-        local, local_weights = delayed(data.local), delayed(data.local_weights)  # in the graph once
-        indexes = [delayed(build_piece_index)(local, local_weights, rows)
-                   for rows in spatial_pieces(data.local, n_pieces)]
+        indexes = forest.piece_indexes(data.local, data.local_weights, len(groups))
     bin_sizes = tuple(bandwidths[i] for i in binned)
     first = _persist_together({
         "trees": indexes if kept_trees else [],
@@ -282,19 +274,6 @@ def _cluster_sizes(data: _input.Prepared, labels: list, trees: list | None, mode
                  for lab, (_, _, k) in zip(labels, models)]
     totals = _dask.compute(*parts, n_jobs=n_jobs)
     return [add_totals(pieces, k, weighted) for pieces, (_, _, k) in zip(totals, models)]
-
-
-def _region_indexes(X, weights, n_rows: int, n_regions: int) -> list[Delayed]:
-    """Dask input's trees over ``n_regions`` compact regions, lazily: regions planned from a
-    sample of every chunk, each chunk's rows routed to them, a tree built per region (every
-    chunk read once, in the same pass as the rest of the first pass)."""
-    chunks, weight_chunks = X.to_delayed().ravel(), weight_blocks(X, weights)
-    size = partition.sample_size(n_regions)
-    samples = [delayed(partition.strided_sample, pure=True)(c, math.ceil(size * r / max(n_rows, 1)))
-               for c, r in zip(chunks, _dask.chunk_rows(X.chunks[0], n_rows))]
-    regions = delayed(plan_regions, pure=True)(n_regions, *samples)
-    routed = [delayed(route_rows, pure=True)(c, w, regions, n_regions) for c, w in zip(chunks, weight_chunks)]
-    return partition.gather_cells(routed, n_regions, build_region_index)
 
 
 def _persist_together(groups: dict[str, list], n_jobs: int | None) -> dict[str, list]:

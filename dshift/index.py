@@ -1,7 +1,7 @@
 """Spatial index of row chunks: a k-d tree whose nodes carry point masses and coordinate sums.
 
-Built once per group of row chunks (and persisted when it fits in memory), in Morton order
-(a radix sort of quantised coordinates, splits on key bits, median splits where keys tie).
+Built in Morton order (a radix sort of quantised coordinates, splits on key bits, median
+splits where keys tie); :mod:`dshift.forest` decides which rows each tree of a fit holds.
 :mod:`dshift.ballsums` queries it: "mass and sum of the points within ``bandwidth`` of each
 seed" without visiting most points: a node whose bounding box lies wholly inside a ball adds
 its precomputed (compensated) sums, a node wholly outside is skipped, and only the leaves
@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from dshift import _mapped, partition
+from dshift import _mapped
 from dshift._compensated import add_pair, add_product, add_value
 
 LEAF_SIZE = 64
@@ -297,9 +297,19 @@ def _boxes(points, start, stop, left):
     return lower, upper
 
 
-def _morton_keys(points: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each row's key on a grid over the rows' bounding box, and the keys' bits (0: no keys,
-    no rows or too many dimensions)."""
+def morton_keys(points: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each row's Morton key on a grid over the rows' bounding box (the trees' row order).
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, d), float64, C-contiguous
+
+    Returns
+    -------
+    keys : ndarray of shape (n,), uint64
+    n_bits : int
+        Bits the keys use (0: no keys, for no rows or too many dimensions).
+    """
     n, d = points.shape
     bits = _key_layout(d)
     if n == 0 or bits == 0:
@@ -311,7 +321,7 @@ def _morton_keys(points: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _sort_by_keys(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Rows in Morton order of a grid over their bounding box: ``(points, perm, keys, bits)``."""
-    keys, n_bits = _morton_keys(points)
+    keys, n_bits = morton_keys(points)
     if n_bits == 0:  # no keys: median splits all the way (on a copy: they reorder rows)
         return points.copy(), np.arange(len(points), dtype=np.int64), keys, 0
     perm, keys = _radix_order(keys, n_bits)
@@ -383,151 +393,6 @@ def build_index(chunk: np.ndarray, weights: np.ndarray | None = None, leaf_size:
     ChunkIndex
     """
     return build_tree(chunk, weights, leaf_size)[0]
-
-
-def build_group_index(chunks: list[np.ndarray], weights: list, on_disk: bool = False) -> ChunkIndex:
-    """One index over consecutive row chunks (fewer, larger trees: less work per seed).
-
-    Parameters
-    ----------
-    chunks : list of ndarray of shape (n_i, d)
-        Consecutive row chunks.
-    weights : list
-        Each chunk's weights (ndarray of shape (n_i,)), or ``[None, ...]`` for unit weights.
-    on_disk : bool
-        Keep the points on local disk (:meth:`ChunkIndex.to_disk`).
-
-    Returns
-    -------
-    ChunkIndex
-    """
-    rows = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-    if weights[0] is None:
-        index = build_index(rows)
-    else:
-        index = build_index(rows, weights[0] if len(weights) == 1 else np.concatenate(weights))
-    return index.to_disk() if on_disk else index
-
-
-PIECES_PER_THREAD = 4
-"""Spatial indexes per thread for in-memory input (see :func:`spatial_pieces`): enough that
-pieces of unequal cost share the threads evenly."""
-
-MIN_PIECE_ROWS = 4096
-"""Fewest rows of such an index."""
-
-
-PIECE_CELL_BITS = 12
-"""Key bits of the grid cells that pieces are made of (4,096 cells; 16 per dimension in 3-D)."""
-
-
-def spatial_pieces(points: np.ndarray, n_pieces: int) -> list[np.ndarray]:
-    """Rows cut into about ``n_pieces`` compact regions of about equal size: runs of whole
-    grid cells (:data:`PIECE_CELL_BITS`) in Morton order (build them with :func:`build_piece_index`).
-
-    A ball then meets few pieces (the others are rejected at their root), where pieces of
-    consecutive rows each span the whole data and every ball cuts through every one of them.
-    Ball sums are the same exact sums whatever the pieces (measured on P1, 1M rows, 8 pieces
-    against 2 halves: kernel time 19 % lower at bandwidth 3.4, 30 % at 4.6). Only the rows'
-    cells are sorted (a radix sort of two bytes per row): ~15 ms per 1M rows in the driver.
-
-    Parameters
-    ----------
-    points : ndarray of shape (n, d)
-    n_pieces : int
-        At most 65,536.
-
-    Returns
-    -------
-    list of ndarray of int64
-        Each piece's row numbers, ascending; no piece is empty.
-    """
-    n = len(points)
-    n_pieces = min(int(n_pieces), 1 << 16)
-    keys, n_bits = _morton_keys(np.ascontiguousarray(points, dtype=np.float64))
-    if n_pieces <= 1 or n_bits == 0:
-        return [np.arange(n)]
-    cells = (keys >> np.uint64(max(n_bits - PIECE_CELL_BITS, 0))).astype(np.int64)
-    counts = np.bincount(cells)
-    middle = np.cumsum(counts) - (counts + 1) // 2  # rank of each cell's middle row, in Morton order
-    piece = (middle * n_pieces // n).astype(np.uint16)[cells]  # the piece that holds most of the cell
-    order = np.argsort(piece, kind="stable")  # 16-bit integers: a radix sort
-    ends = np.cumsum(np.bincount(piece, minlength=n_pieces))
-    return [order[a:b] for a, b in zip([0, *ends[:-1]], ends) if b > a]
-
-
-def build_piece_index(points: np.ndarray, weights: np.ndarray | None, rows: np.ndarray) -> ChunkIndex:
-    """The index of rows ``rows`` of ``points`` (a piece from :func:`spatial_pieces`).
-
-    Parameters
-    ----------
-    points : ndarray of shape (n, d)
-    weights : ndarray of shape (n,), optional
-    rows : ndarray of int
-
-    Returns
-    -------
-    ChunkIndex
-    """
-    return build_index(points[rows], None if weights is None else np.asarray(weights)[rows])
-
-
-def plan_regions(n_regions: int, *samples: np.ndarray) -> partition.Partition:
-    """Compact regions of about equal numbers of rows for Dask input's indexes: median splits
-    (:func:`dshift.partition.plan`) of the chunks' samples (:func:`route_rows` sends every
-    row to its region, :func:`build_region_index` indexes a region).
-
-    Parameters
-    ----------
-    n_regions : int
-        Regions wanted (a sample of fewer than two rows in a part leaves fewer).
-    *samples : ndarray of shape (m_i, d)
-        Rows sampled from each chunk, about in proportion to its rows.
-
-    Returns
-    -------
-    Partition
-    """
-    return partition.plan(np.concatenate(samples), n_regions)
-
-
-def route_rows(chunk: np.ndarray, weights: np.ndarray | None, regions: partition.Partition,
-               n_regions: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """A chunk's rows (and weights) by region.
-
-    Parameters
-    ----------
-    chunk : ndarray of shape (n, d)
-    weights : ndarray of shape (n,), optional
-    regions : Partition
-        From :func:`plan_regions`.
-    n_regions : int
-        Entries to return (the regions planned for; those the plan did not make are empty).
-
-    Returns
-    -------
-    list of (ndarray, ndarray or None)
-        Per region, its rows of the chunk and their weights, in chunk order.
-    """
-    return partition.split(chunk, weights, regions, n_regions)
-
-
-def build_region_index(*pieces: tuple[np.ndarray, np.ndarray | None]) -> ChunkIndex:
-    """The index of one region from every chunk's rows in it (:func:`route_rows`).
-
-    Parameters
-    ----------
-    *pieces : tuple of (ndarray, ndarray or None)
-        Rows and weights (None: unit weights) per chunk.
-
-    Returns
-    -------
-    ChunkIndex
-    """
-    points = np.concatenate([p for p, _ in pieces])
-    if pieces[0][1] is None:
-        return build_index(points)
-    return build_index(points, np.concatenate([w for _, w in pieces]))
 
 
 def build_tree(points: np.ndarray, weights: np.ndarray | None = None,

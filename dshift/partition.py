@@ -65,6 +65,42 @@ def strided_sample(points: np.ndarray, size: int) -> np.ndarray:
     return np.array(points[::step][:size], dtype=np.float64)  # a copy: a view would keep the chunk alive
 
 
+def chunk_samples(X, n_rows: int, size: int) -> list[Delayed]:
+    """Per row chunk of ``X``, lazily, its share of a ``size``-row sample of all rows
+    (:func:`strided_sample` of about ``size * rows / n_rows`` rows); computed with a pass
+    that reads the chunks anyway.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n, d)
+    n_rows : int
+        Rows of ``X`` (an upper bound while chunk lengths are unknown: equal shares).
+    size : int
+
+    Returns
+    -------
+    list of Delayed
+    """
+    rows = _dask.chunk_rows(X.chunks[0], n_rows)
+    return [delayed(strided_sample, pure=True)(b, math.ceil(size * r / max(n_rows, 1)))
+            for b, r in zip(X.to_delayed().ravel(), rows)]
+
+
+def plan_samples(n_cells: int, *samples: np.ndarray) -> Partition:
+    """:func:`plan` over several sources' samples (such as :func:`chunk_samples`).
+
+    Parameters
+    ----------
+    n_cells : int
+    *samples : ndarray of shape (m_i, d)
+
+    Returns
+    -------
+    Partition
+    """
+    return plan(np.concatenate(samples), n_cells)
+
+
 def plan(sample: np.ndarray, n_cells: int) -> Partition:
     """Median splits of ``sample`` (widest dimension first) into ``n_cells`` cells.
 

@@ -295,10 +295,7 @@ def point_samples(X: da.Array, n_seeds: int) -> list[Delayed]:
     Compute them with the first pass over the data, which reads the chunks anyway.
     ``n_seeds`` may be an upper bound (chunk lengths unknown: an equal share per chunk).
     """
-    size = partition.sample_size(partition.n_cells_for(n_seeds))
-    rows = _dask.chunk_rows(X.chunks[0], n_seeds)
-    return [delayed(partition.strided_sample, pure=True)(b, math.ceil(size * r / max(n_seeds, 1)))
-            for b, r in zip(X.to_delayed().ravel(), rows)]
+    return partition.chunk_samples(X, n_seeds, partition.sample_size(partition.n_cells_for(n_seeds)))
 
 
 def point_seed_blocks(X: da.Array, samples: list[np.ndarray], n_seeds: int,
@@ -322,7 +319,7 @@ def point_seed_blocks(X: da.Array, samples: list[np.ndarray], n_seeds: int,
     list of Delayed
         :class:`~dshift.shifting.SeedBlock` objects, one per spatial cell; every seed once.
     """
-    cells = partition.plan(np.concatenate(samples), partition.n_cells_for(n_seeds))
+    cells = partition.plan_samples(partition.n_cells_for(n_seeds), *samples)
     routed = [delayed(_route_rows, pure=True)(chunk, int(offset), cells, w)
               for chunk, offset, w in zip(X.to_delayed().ravel(), _dask.chunk_offsets(X.chunks[0]),
                                           weight_blocks(X, weights))]

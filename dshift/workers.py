@@ -162,7 +162,7 @@ def warm_up() -> None:
     from dshift import partition
     from dshift.assigning import assign_labels, center_index
     from dshift.dedup import sample_hashes
-    from dshift.index import build_group_index
+    from dshift.forest import build_group_index
     from dshift.merging import block_modes, centers_from_modes, merge_mode_tables
     from dshift.seeding import scan_chunk
     from dshift.shifting import advance, block_query, block_sums, new_block

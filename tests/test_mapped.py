@@ -19,7 +19,8 @@ from conftest import mount_tmpfs, unmount
 from dshift import _mapped
 from dshift.assigning import index_label_totals
 from dshift.ballsums import ball_sums
-from dshift.index import build_group_index, build_index
+from dshift.forest import build_group_index
+from dshift.index import build_index
 
 X = blobs(5000, 3, 3, 1.0, seed=4)
 W = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
