@@ -34,6 +34,12 @@ pieces of unequal cost share the threads evenly."""
 MIN_PIECE_ROWS = 4096
 """Fewest rows of such an index."""
 
+REGION_SAMPLE = 4096
+"""Sampled rows per region planned for Dask input: a region's tree costs in proportion to its
+rows, in its build and in every pass. With :data:`dshift.partition.SAMPLE_PER_CELL` (64), the
+four regions of 10M rows held 1.9M to 3.3M rows, and the worker with the two larger built and
+queried 1.5 times as long as the other; with 4,096, 2.44M to 2.58M."""
+
 PIECE_CELL_BITS = 12
 """Key bits of the grid cells that pieces are made of (4,096 cells; 16 per dimension in 3-D)."""
 
@@ -172,7 +178,7 @@ def region_indexes(X: da.Array, weights: da.Array | None, n_rows: int, n_regions
         ``n_regions`` trees (a region the plan did not make is an empty tree).
     """
     chunks = X.to_delayed().ravel()
-    samples = partition.chunk_samples(X, n_rows, partition.sample_size(n_regions))
+    samples = partition.chunk_samples(X, n_rows, partition.sample_size(n_regions, REGION_SAMPLE))
     regions = delayed(partition.plan_samples, pure=True)(n_regions, *samples)
     routed = [delayed(partition.split, pure=True)(c, w, regions, n_regions)
               for c, w in zip(chunks, weight_blocks(X, weights))]

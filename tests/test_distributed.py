@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import dask
 import dask.array as da
@@ -235,6 +236,45 @@ def test_distributed_no_seed_array_in_the_graphs(client):
         warnings.filterwarnings("error", message="Sending large graph")
         m = dshift.MeanShift(bandwidth=2.0).fit(dX)
     assert m.n_seeds_ == 30_000 and len(m.cluster_centers_) >= 1
+
+
+def _route_to_four(i):
+    time.sleep(0.1)
+    return [np.full((1000, 3), float(i)) for _ in range(4)]
+
+
+def _slow_cell(*shares):
+    time.sleep(0.6)
+    return sum(len(s) for s in shares)
+
+
+def test_distributed_cells_spread_and_shares_taken_first(client):
+    """Cells that need every source's share (region trees, seed blocks) go to the workers in
+    turn, and taking a share outranks every build: a worker hands the other the shares it
+    holds before it builds its own cells. At 10M rows one worker had built all four region
+    trees, or the two had built theirs one after the other, each waiting for shares queued
+    behind the other's builds."""
+    from dask.delayed import delayed
+    from distributed import wait
+
+    from dshift import partition
+
+    sources = [delayed(_route_to_four, pure=True)(i) for i in range(8)]
+    cells = dask.persist(*partition.gather_cells(sources, 4, _slow_cell))
+
+    def priorities(dask_scheduler=None):
+        return {str(k): ts.priority for k, ts in dask_scheduler.tasks.items()}
+
+    seen, deadline = {}, time.monotonic() + 30
+    while not any("_slow_cell" in k for k in seen) and time.monotonic() < deadline:  # persist sends the graph
+        seen = client.run_on_scheduler(priorities)  # in the background; shares are kept while cells are built
+    wait(list(cells))
+    assert [c.compute() for c in cells] == [8000] * 4
+    holders = [next(iter(client.who_has(c).values()))[0] for c in cells]
+    assert holders[0] != holders[1] and holders[:2] == holders[2:]
+    shares = [p for k, p in seen.items() if "getitem" in k]
+    builds = [p for k, p in seen.items() if "_slow_cell" in k]
+    assert shares and builds and max(shares) < min(builds)  # a smaller tuple runs first
 
 
 @pytest.mark.parametrize("name", ["plain", "bins", "cluster_all-false"])

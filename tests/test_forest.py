@@ -3,12 +3,14 @@ over compact regions, and ball sums over the trees equal to one tree's."""
 
 from __future__ import annotations
 
+import dask
+import dask.array as da
 import numpy as np
 import pytest
 
 from dshift._compensated import combine, finish
 from dshift.ballsums import ball_sums
-from dshift.forest import build_piece_index, build_region_index, spatial_pieces
+from dshift.forest import build_piece_index, build_region_index, region_indexes, spatial_pieces
 from dshift.index import build_index
 from dshift.partition import plan_samples, split, strided_sample
 
@@ -62,3 +64,21 @@ def test_regions_of_dask_input_hold_every_row_once(weighted):
     for tree in trees[1:]:
         total = combine(total, ball_sums(tree, seeds, 7.0))
     np.testing.assert_array_equal(finish(*total), finish(*ball_sums(build_index(X, w), seeds, 7.0)))
+
+
+def test_regions_of_dask_input_hold_about_equal_rows():
+    """A region's tree costs in proportion to its rows, in its build and in every pass: on
+    skewed data (three blobs of unequal spread, an outlying handful) the planned regions hold
+    within 10 % of an equal share (the 64 sampled rows per region of seed blocks gave 23 %
+    below and 31 % above at 10M rows)."""
+    rng = np.random.RandomState(7)
+    X = np.vstack([rng.normal(c, s, size=(m, 3)) for c, s, m in
+                   (((0, 0, 0), 1.0, 120_000), ((9, 2, 4), 3.0, 60_000), ((-5, 8, 1), 0.3, 20_000))]
+                  + [rng.uniform(-500, 500, size=(5, 3))])
+    X = X[rng.permutation(len(X))]
+    dX = da.from_array(X, chunks=(20_000, 3))
+    with dask.config.set(scheduler="threads"):
+        trees = dask.compute(*region_indexes(dX, None, len(X), 4))
+    sizes = np.array([len(t.points) for t in trees])
+    assert sizes.sum() == len(X)
+    assert np.all(np.abs(sizes / (len(X) / 4) - 1) < 0.10), sizes
