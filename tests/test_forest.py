@@ -10,7 +10,7 @@ import pytest
 
 from dshift._compensated import combine, finish
 from dshift.ballsums import ball_sums
-from dshift.forest import build_piece_index, build_region_index, region_indexes, spatial_pieces
+from dshift.forest import build_group_index, build_piece_index, build_region_index, region_indexes, spatial_pieces
 from dshift.index import build_index
 from dshift.partition import plan_samples, split, strided_sample
 
@@ -82,3 +82,17 @@ def test_regions_of_dask_input_hold_about_equal_rows():
     sizes = np.array([len(t.points) for t in trees])
     assert sizes.sum() == len(X)
     assert np.all(np.abs(sizes / (len(X) / 4) - 1) < 0.10), sizes
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_group_index_of_column_major_chunks_is_the_tree_of_their_rows(dtype):
+    """Chunks as Parquet gives them (column-major, any real dtype), with their weights: the
+    group's tree is the tree of the concatenated rows, array for array."""
+    rng = np.random.RandomState(9)
+    X = (rng.normal(0, 5, size=(3000, 3)) * (1 if dtype != np.int64 else 10)).astype(dtype)
+    w = rng.uniform(0.5, 2, len(X))
+    parts = [np.asfortranarray(X[a:b]) for a, b in ((0, 1000), (1000, 1700), (1700, 3000))]
+    for weights in (None, w):
+        shares = [None] * 3 if weights is None else [weights[:1000], weights[1000:1700], weights[1700:]]
+        got, want = build_group_index(parts, shares), build_index(X, weights)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
