@@ -151,30 +151,62 @@ def _keys(points, lower, scale, top, tables):
     return keys
 
 
+@njit(inline="always", cache=True)
+def _counting_pass(src, dst, payload, payload_dst, shift, count):
+    """One stable pass of the radix sort: ``src`` into ``dst`` by its :data:`DIGIT` bits from
+    bit ``shift``; ``payload`` (unless empty) moves along into ``payload_dst``."""
+    digit_mask = np.uint64((1 << DIGIT) - 1)
+    at_bit = np.uint64(shift)
+    carry = payload.shape[0] > 0
+    count[:] = 0
+    for i in range(src.shape[0]):
+        count[((src[i] >> at_bit) & digit_mask) + 1] += 1
+    for b in range(1 << DIGIT):
+        count[b + 1] += count[b]
+    for i in range(src.shape[0]):
+        bucket = (src[i] >> at_bit) & digit_mask
+        at = count[bucket]
+        count[bucket] = at + 1
+        dst[at] = src[i]
+        if carry:
+            payload_dst[at] = payload[i]
+
+
 @njit(nogil=True, cache=True)
 def _radix_order(keys, n_bits):
-    """Stable LSD radix sort: the permutation ordering ``keys``, and the keys in that order."""
+    """Stable LSD radix sort: the permutation ordering ``keys``, and the keys in that order.
+
+    Where a key and a row number fit in 64 bits together, the row number rides in the low
+    bits and each pass moves 8 bytes a row instead of 16 (2M rows: 136-140 -> 73-89 ms; the
+    tree builds of the 100M job are memory-bound, two at a time)."""
     n = keys.shape[0]
+    row_bits = 0
+    while (1 << row_bits) < n:
+        row_bits += 1
+    count = np.empty((1 << DIGIT) + 1, np.int64)
+    if row_bits + n_bits <= 64:
+        none = np.empty(0, np.uint64)
+        packed = np.empty(n, np.uint64)
+        for i in range(n):
+            packed[i] = (keys[i] << np.uint64(row_bits)) | np.uint64(i)
+        spare = np.empty(n, np.uint64)
+        for shift in range(row_bits, row_bits + n_bits, DIGIT):
+            _counting_pass(packed, spare, none, none, shift, count)
+            packed, spare = spare, packed
+        order = np.empty(n, np.int64)
+        rows = np.uint64((1 << row_bits) - 1)
+        for i in range(n):
+            order[i] = np.int64(packed[i] & rows)
+            spare[i] = packed[i] >> np.uint64(row_bits)
+        return order, spare
     order = np.arange(n)
-    spare = np.empty(n, np.int64)
+    order_spare = np.empty(n, np.int64)
     k = keys.copy()
     k_spare = np.empty(n, np.uint64)
-    count = np.empty((1 << DIGIT) + 1, np.int64)
-    digit_mask = np.uint64((1 << DIGIT) - 1)
     for shift in range(0, n_bits, DIGIT):
-        count[:] = 0
-        for i in range(n):
-            count[((k[i] >> np.uint64(shift)) & digit_mask) + 1] += 1
-        for b in range(1 << DIGIT):
-            count[b + 1] += count[b]
-        for i in range(n):
-            bucket = (k[i] >> np.uint64(shift)) & digit_mask
-            at = count[bucket]
-            count[bucket] += 1
-            k_spare[at] = k[i]
-            spare[at] = order[i]
+        _counting_pass(k, k_spare, order, order_spare, shift, count)
         k, k_spare = k_spare, k
-        order, spare = spare, order
+        order, order_spare = order_spare, order
     return order, k
 
 

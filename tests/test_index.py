@@ -100,3 +100,18 @@ def test_unknown_chunk_lengths_group_by_equal_shares():
     guess = chunk_rows([float("nan")] * 20, 10_000_000)  # a data set's partitions before the first pass
     assert guess == [500_000.0] * 20
     assert [len(g) for g in index_groups(guess, 3)] == [5, 5, 5, 5]  # as for known lengths (64 MiB each)
+
+
+@pytest.mark.parametrize("n, bits", [(0, 36), (1, 36), (1000, 36), (100_000, 36), (3000, 12), (100, 60), (5000, 62)])
+def test_radix_order_is_a_stable_argsort(n, bits):
+    """The tree's sort, with row numbers packed into the keys' low bits (a key and a row number
+    in 64 bits) or carried beside them (wider keys): numpy's stable argsort, ties included."""
+    from dshift.index import _radix_order
+
+    rng = np.random.default_rng(n + bits)
+    keys = rng.integers(0, 2**bits, size=n, dtype=np.uint64)
+    keys[: n // 3] = keys[n // 3 : 2 * (n // 3)]  # ties
+    order, ordered = _radix_order(keys, bits)
+    expected = np.argsort(keys, kind="stable")
+    np.testing.assert_array_equal(order, expected)
+    np.testing.assert_array_equal(ordered, keys[expected])
