@@ -1,12 +1,15 @@
-"""Which dshift engine a benchmark measured: git commit plus a hash of the dshift sources.
+"""What a benchmark measured: which dshift engine (git commit plus a hash of the dshift
+sources), and how loaded the machine was.
 
 The engine is being tuned while benchmarks run (editable install), so every result
-records the exact source it imported.
+records the exact source it imported; a load on the machine distorts ratios, so the
+figures print it next to them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -27,3 +30,8 @@ def engine_fingerprint() -> str:
     except (OSError, subprocess.SubprocessError):
         head, dirty = "?", ""
     return f"git {head}{' (dshift/ modified)' if dirty else ''}, sources sha1 {h.hexdigest()[:10]}"
+
+
+def load() -> str:
+    """The load averages over 1, 5 and 15 minutes, for printing beside a figure."""
+    return "load avg " + ", ".join(f"{x:.1f}" for x in os.getloadavg())

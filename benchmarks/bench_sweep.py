@@ -42,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from _engine import engine_fingerprint
+from _engine import engine_fingerprint, load
 
 N_BANDWIDTHS = 8
 SCALE_TARGET = 3.0  # sweep run / single run, wall
@@ -54,10 +54,6 @@ def sweep_bandwidths(bandwidth: float) -> list[float]:
     """8 bandwidths log-spaced from bandwidth/2 to 4*bandwidth (the config's range gives the same)."""
     lo, hi = bandwidth / 2, 4 * bandwidth
     return [lo * (hi / lo) ** (i / (N_BANDWIDTHS - 1)) for i in range(N_BANDWIDTHS - 1)] + [hi]
-
-
-def load() -> str:
-    return "load avg " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 # ---------------------------------------------------------------------------------------------
