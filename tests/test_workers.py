@@ -22,10 +22,18 @@ def _worker_state() -> dict:
             "method": multiprocessing.get_start_method(allow_none=True)}
 
 
+def _not_imported(modules: list) -> list:
+    return [m for m in modules if m not in sys.modules]
+
+
 def test_in_process_callers_keep_spawn_and_workers_warm_up_without_sklearn():
     cfg = ClusterConfig(n_workers=1, threads_per_worker=1, no_workers_timeout=None)
     assert not workers._fork_server_for(cfg)  # not the dshift program: no fork server
     with cluster.connect(cfg) as client:
+        # The modules tasks are made of are imported when connect yields, not by the warm-up
+        # thread while the event loop unpickles the first tasks (an import race between the
+        # two once killed a worker's connection to the scheduler).
+        assert list(client.run(_not_imported, workers.WORKER_MODULES).values()) == [[]]
         deadline = time.monotonic() + 60
         while True:  # the warm-up plugin loads the kernels in a thread of each worker
             (state,) = client.run(_worker_state).values()
