@@ -19,7 +19,7 @@ import dask
 from dshift.config import ClusterConfig
 from dshift.errors import ClusterError, UserError
 from dshift.interrupts import on_interrupt
-from dshift.workers import warm_kernels, worker_start_method
+from dshift.workers import WORKER_MODULES, import_worker_modules, warm_kernels, worker_start_method
 
 __all__ = ["connect", "persist_policy"]
 
@@ -141,6 +141,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                 where = f"the scheduler at {cfg.address}"
                 n = len(client.nthreads())
                 logger.info("cluster: connected to %s (%d workers)", cfg.address, n)
+                _import_on_workers(client, cfg.address)
             if cfg.no_workers_timeout is not None:
                 watchdog = _NoWorkersWatchdog(client, cfg.no_workers_timeout, where)
                 watchdog.start()
@@ -170,6 +171,19 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
         with contextlib.suppress(Exception):
             if cluster is not None:
                 cluster.close(timeout=2 if interrupted or failed else 20)
+
+
+def _import_on_workers(client, address: str) -> None:
+    """Have the workers of a scheduler not ours import what dshift's tasks are made of, one at a
+    time in each worker's event loop, before the job's first task (see
+    :func:`dshift.workers.warm_kernels`); a worker without dshift is named at once."""
+    try:
+        client.run(import_worker_modules, WORKER_MODULES)
+    except ImportError as exc:
+        raise UserError(
+            f"cluster.address: a worker of the scheduler at {address} cannot import {exc.name or 'a module'} "
+            f"({_first_line(exc)}): install dshift and its dependencies in every worker's environment"
+        ) from None
 
 
 def _kill_local_workers(cluster) -> None:

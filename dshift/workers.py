@@ -11,13 +11,14 @@ every worker hand freed memory back between the job's passes.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import dask
 
 from dshift.config import ClusterConfig
 
 __all__ = ["use_fork_server", "start_worker_server", "worker_start_method", "worker_malloc", "warm_up", "warm_kernels",
-           "trim_worker_memory", "WORKER_MALLOC", "WORKER_MODULES"]
+           "trim_worker_memory", "import_worker_modules", "WORKER_MALLOC", "WORKER_MODULES"]
 
 
 _FORK_SERVER = {"enabled": False}
@@ -125,14 +126,26 @@ def warm_kernels(client) -> None:
         name = "dshift-warm-kernels"
 
         def setup(self, worker) -> None:
-            import importlib
             import threading
 
-            for module in WORKER_MODULES:
-                importlib.import_module(module)
+            import_worker_modules()
             threading.Thread(target=_warm, name="dshift-warm-up", daemon=True).start()
 
     client.register_plugin(WarmKernels(), name=WarmKernels.name)
+
+
+def import_worker_modules(modules: Sequence[str] = tuple(WORKER_MODULES)) -> None:
+    """Import ``modules`` (in a worker, before its first task; see :func:`warm_kernels`).
+
+    Parameters
+    ----------
+    modules : sequence of str
+        Module names; :data:`WORKER_MODULES` by default.
+    """
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
 
 
 def _warm() -> None:
