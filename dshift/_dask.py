@@ -290,12 +290,6 @@ def preferring(slots: Sequence[str], i: int):
     return dask.annotate(workers=[slots[i % len(slots)]], allow_other_workers=True)
 
 
-def priority(level: int):
-    """Context in which new tasks have Dask priority ``level``: a worker runs its ready tasks
-    of higher level first (the default is 0)."""
-    return dask.annotate(priority=level)
-
-
 def auto_chunk_rows(n_rows: int, n_features: int, itemsize: int = 8) -> int:
     """Rows per chunk for in-memory input: about ``dshift.chunk-bytes``, and at least one
     chunk per core once the data is large enough to be worth splitting."""

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import dask
 import numpy as np
 from dask.delayed import Delayed, delayed
 from numba import njit
@@ -212,7 +213,7 @@ def gather_cells(routed: Sequence[Delayed], n_cells: int, make: Callable[..., An
     # it would wait there behind that worker's long builds of other cells, and the workers
     # would build one after the other (measured at 10M rows: 4 region trees built in turn, one
     # worker idle while the other built).
-    with _dask.priority(1):
+    with dask.annotate(priority=1):  # a worker runs its ready tasks of higher priority first (default 0)
         shares = [[r[c] for r in routed] for c in range(n_cells)]
     slots, cells = _dask.worker_slots(), []
     for c in range(n_cells):

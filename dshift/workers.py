@@ -23,8 +23,8 @@ __all__ = ["use_fork_server", "start_worker_server", "worker_start_method", "wor
 
 _FORK_SERVER = {"enabled": False}
 
-WORKER_MODULES = ["distributed", "dask.dataframe", "pyarrow.parquet", "dshift.assigning", "dshift.dedup",
-                  "dshift.forest", "dshift.merging", "dshift.partition", "dshift.seeding", "dshift.shifting"]
+WORKER_MODULES = ("distributed", "dask.dataframe", "pyarrow.parquet", "dshift.assigning", "dshift.dedup",
+                  "dshift.forest", "dshift.merging", "dshift.partition", "dshift.seeding", "dshift.shifting")
 """What a worker imports before the job's first task: the modules its tasks are made of."""
 
 _SERVER_PRELOAD = [*WORKER_MODULES, "dshift._preload"]
@@ -134,7 +134,7 @@ def warm_kernels(client) -> None:
     client.register_plugin(WarmKernels(), name=WarmKernels.name)
 
 
-def import_worker_modules(modules: Sequence[str] = tuple(WORKER_MODULES)) -> None:
+def import_worker_modules(modules: Sequence[str] = WORKER_MODULES) -> None:
     """Import ``modules`` (in a worker, before its first task; see :func:`warm_kernels`).
 
     Parameters

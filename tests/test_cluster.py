@@ -26,7 +26,7 @@ def test_workers_of_an_existing_scheduler_import_dshift_before_the_job(tmp_path,
     from dshift.errors import UserError
     from dshift.workers import WORKER_MODULES
 
-    def missing(modules):
+    def missing(modules):  # defined here: pickled by value, as a dask worker cannot import the tests
         return [m for m in modules if m not in sys.modules]
 
     with dask_processes(tmp_path, 1) as procs:
