@@ -91,6 +91,8 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
     where = cfg.address or "the local cluster"
 
     def stop() -> None:  # no worker keeps computing (or writing) while a failed job unwinds
+        if watchdog is not None:
+            watchdog.stop(wait=False)  # the workers about to be killed are not news
         if cluster is not None:
             _kill_local_workers(cluster)
 
@@ -142,9 +144,8 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                 n = len(client.nthreads())
                 logger.info("cluster: connected to %s (%d workers)", cfg.address, n)
                 _import_on_workers(client, cfg.address)
-            if cfg.no_workers_timeout is not None:
-                watchdog = _NoWorkersWatchdog(client, cfg.no_workers_timeout, where)
-                watchdog.start()
+            watchdog = _WorkerWatch(client, cfg.no_workers_timeout, where)
+            watchdog.start()
             try:
                 yield client
             except BaseException as exc:
@@ -267,28 +268,33 @@ def _stop_scheduler_http(dask_scheduler=None) -> None:
         dask_scheduler.services.pop("dashboard", None)
 
 
-class _NoWorkersWatchdog:
-    """Fail the job when the cluster has had no worker for ``timeout`` seconds.
+class _WorkerWatch:
+    """Say when workers leave or join the cluster under the job, and fail the job when it has
+    had no worker for ``timeout`` seconds.
 
-    Dask waits for workers forever; a batch job should not. The watchdog polls the scheduler
-    once a second from a daemon thread and, on expiry, cancels the client's futures so the
-    blocked ``compute`` returns.
+    Dask re-runs a lost worker's tasks on the others and says nothing; a job that goes on with
+    half its workers should say so on the terminal. And Dask waits for workers forever; a batch
+    job should not. The watch polls the scheduler once a second from a daemon thread and, on
+    expiry, cancels the client's futures so the blocked ``compute`` returns.
     """
 
-    def __init__(self, client, timeout: float, where: str) -> None:
+    def __init__(self, client, timeout: Optional[float], where: str) -> None:
         import threading
 
-        self.client, self.timeout, self.where = client, float(timeout), where
+        self.client, self.where = client, where
+        self.timeout = None if timeout is None else float(timeout)
         self.message: Optional[str] = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dshift-no-workers-watchdog", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="dshift-worker-watch", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop watching; ``wait=False`` returns at once (the thread ends within a second)."""
         self._stop.set()
-        self._thread.join(2)
+        if wait:
+            self._thread.join(2)
 
     def _workers(self) -> int:
         try:
@@ -300,8 +306,13 @@ class _NoWorkersWatchdog:
         import time
 
         since = None
+        seen = self._workers()
         while not self._stop.wait(1.0):
-            if self._workers():
+            n = self._workers()
+            if n != seen and not self._stop.is_set():
+                self._report(seen, n)
+            seen = n
+            if n or self.timeout is None:
                 since = None
                 continue
             now = time.monotonic()
@@ -319,6 +330,19 @@ class _NoWorkersWatchdog:
                 with contextlib.suppress(Exception):
                     client.loop.add_callback(handler, keys, "dshift-no-workers", self.message)
             return
+
+    def _report(self, before: int, now: int) -> None:
+        if now > before:
+            logger.info("cluster: %d worker(s) joined %s (%d -> %d workers)", now - before, self.where, before, now)
+            return
+        if now:
+            then = "the job goes on with the rest; Dask runs their lost tasks again"
+        elif self.timeout is None:
+            then = "the job waits for a worker (cluster.no_workers_timeout is null)"
+        else:
+            then = f"the job waits up to {self.timeout:g} s for a worker (cluster.no_workers_timeout)"
+        logger.warning("cluster: %d worker(s) left %s (%d -> %d workers); %s; see the log for why",
+                       before - now, self.where, before, now, then)
 
 
 def _cluster_failure(exc: BaseException, client, where: str, watchdog) -> Optional[str]:

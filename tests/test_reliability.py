@@ -290,6 +290,10 @@ def test_killed_worker_during_shift_gives_identical_labels(large, tmp_path):
         assert len(killed_during) < n_iter, (killed_during, n_iter)
         sched_log = (tmp_path / "scheduler.log").read_text()
         assert "Remove worker" in sched_log
+        # the terminal said that the job went on without the worker
+        left = [ln for ln in job.lines if "worker(s) left" in ln]
+        assert len(left) == 1 and f"the scheduler at {cluster.address} (3 -> 2 workers)" in left[0], job.lines
+        assert "goes on with the rest" in left[0], left
     _assert_same_as_calm(tmp_path, frame)
 
 
@@ -399,6 +403,8 @@ def test_no_workers_left_fails_after_timeout(medium, tmp_path):
     last = job.lines[-1]
     assert last.startswith("error: cluster: no workers left") and cluster.address in last, last
     assert 3 <= elapsed < 40, elapsed
+    left = [ln for ln in job.lines if "worker(s) left" in ln]  # said at once, before the timeout
+    assert len(left) == 1 and "(1 -> 0 workers); the job waits up to 3 s for a worker" in left[0], job.lines
     assert not out.exists()
 
 
