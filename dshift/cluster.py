@@ -144,7 +144,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                 n = len(client.nthreads())
                 logger.info("cluster: connected to %s (%d workers)", cfg.address, n)
                 _import_on_workers(client, cfg.address)
-            watchdog = _WorkerWatch(client, cfg.no_workers_timeout, where)
+            watchdog = _WorkerWatch(client, cfg.no_workers_timeout, where, local=cluster is not None)
             watchdog.start()
             try:
                 yield client
@@ -269,25 +269,30 @@ def _stop_scheduler_http(dask_scheduler=None) -> None:
 
 
 class _WorkerWatch:
-    """Say when workers leave or join the cluster under the job, and fail the job when it has
-    had no worker for ``timeout`` seconds.
+    """Say when workers leave, join or pause under the job, and fail the job when the cluster
+    has had no worker for ``timeout`` seconds.
 
-    Dask re-runs a lost worker's tasks on the others and says nothing; a job that goes on with
-    half its workers should say so on the terminal. And Dask waits for workers forever; a batch
-    job should not. The watch polls the scheduler once a second from a daemon thread and, on
-    expiry, cancels the client's futures so the blocked ``compute`` returns.
+    Dask re-runs a lost worker's tasks on the others and pauses a worker short of memory, both
+    without a word; a job that goes on slower should say so on the terminal, and why where it
+    can: a local worker's nanny logs in this process when it restarts a worker that ran out of
+    memory. And Dask waits for workers forever; a batch job should not. The watch polls the
+    scheduler once a second from a daemon thread and, on expiry, cancels the client's futures
+    so the blocked ``compute`` returns.
     """
 
-    def __init__(self, client, timeout: Optional[float], where: str) -> None:
+    def __init__(self, client, timeout: Optional[float], where: str, *, local: bool) -> None:
         import threading
 
-        self.client, self.where = client, where
+        self.client, self.where, self.local = client, where, local
         self.timeout = None if timeout is None else float(timeout)
         self.message: Optional[str] = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dshift-worker-watch", daemon=True)
+        self._restarts = _MemoryRestarts()
+        self._said_paused = False
 
     def start(self) -> None:
+        logging.getLogger("distributed.nanny.memory").addHandler(self._restarts)
         self._thread.start()
 
     def stop(self, *, wait: bool = True) -> None:
@@ -295,12 +300,14 @@ class _WorkerWatch:
         self._stop.set()
         if wait:
             self._thread.join(2)
+        logging.getLogger("distributed.nanny.memory").removeHandler(self._restarts)
 
-    def _workers(self) -> int:
+    def _workers(self) -> dict:
+        """Address -> the scheduler's record of each worker (empty when it does not answer)."""
         try:
-            return len(self.client.nthreads())
+            return dict(self.client.scheduler_info(n_workers=-1)["workers"])
         except Exception:  # noqa: BLE001 - a scheduler that does not answer has no usable worker
-            return 0
+            return {}
 
     def _run(self) -> None:
         import time
@@ -308,16 +315,16 @@ class _WorkerWatch:
         since = None
         seen = self._workers()
         while not self._stop.wait(1.0):
-            n = self._workers()
-            if n != seen and not self._stop.is_set():
-                self._report(seen, n)
-            seen = n
-            if n or self.timeout is None:
+            now = self._workers()
+            if not self._stop.is_set():
+                self._report(seen, now)
+            seen = now
+            if now or self.timeout is None:
                 since = None
                 continue
-            now = time.monotonic()
-            since = now if since is None else since
-            if now - since < self.timeout:
+            clock = time.monotonic()
+            since = clock if since is None else since
+            if clock - since < self.timeout:
                 continue
             self.message = (
                 f"cluster: no workers left on {self.where} for {self.timeout:g} s "
@@ -331,18 +338,56 @@ class _WorkerWatch:
                     client.loop.add_callback(handler, keys, "dshift-no-workers", self.message)
             return
 
-    def _report(self, before: int, now: int) -> None:
-        if now > before:
-            logger.info("cluster: %d worker(s) joined %s (%d -> %d workers)", now - before, self.where, before, now)
-            return
-        if now:
-            then = "the job goes on with the rest; Dask runs their lost tasks again"
-        elif self.timeout is None:
-            then = "the job waits for a worker (cluster.no_workers_timeout is null)"
-        else:
-            then = f"the job waits up to {self.timeout:g} s for a worker (cluster.no_workers_timeout)"
-        logger.warning("cluster: %d worker(s) left %s (%d -> %d workers); %s; see the log for why",
-                       before - now, self.where, before, now, then)
+    def _more_memory(self) -> str:
+        return "give the workers more memory" + (" (cluster.memory_limit)" if self.local else "")
+
+    def _report(self, before: dict, now: dict) -> None:
+        gone = [a for a in before if a not in now]
+        joined = len([a for a in now if a not in before])
+        if gone:
+            n, m = len(before), len(before) - len(gone)
+            if m:
+                then = "the job goes on with the rest; Dask runs their lost tasks again"
+            elif self.timeout is None:
+                then = "the job waits for a worker (cluster.no_workers_timeout is null)"
+            else:
+                then = f"the job waits up to {self.timeout:g} s for a worker (cluster.no_workers_timeout)"
+            out_of_memory = self._restarts.took(gone)
+            why = (f"{len(out_of_memory)} ran out of memory ({_limit(before[out_of_memory[0]])} limit) and "
+                   f"{'was' if len(out_of_memory) == 1 else 'were'} restarted; {then}; {self._more_memory()}"
+                   if out_of_memory else f"{then}; see the log for why")
+            logger.warning("cluster: %d worker(s) left %s (%d -> %d workers): %s", len(gone), self.where, n, m, why)
+        if joined:
+            logger.info("cluster: %d worker(s) joined %s (%d -> %d workers)",
+                        joined, self.where, len(now) - joined, len(now))
+        paused = [a for a, info in now.items() if info.get("status") == "paused"]
+        if paused and not self._said_paused:
+            self._said_paused = True
+            logger.warning("cluster: worker %s of %s paused: its memory reached the pause threshold of its %s "
+                           "limit, and it takes no task until it frees some; the job runs slower: %s",
+                           paused[0], self.where, _limit(now[paused[0]]), self._more_memory())
+
+
+class _MemoryRestarts(logging.Handler):
+    """The workers a local nanny restarted for running out of memory (its log records here)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.messages.append(record.getMessage())
+
+    def took(self, addresses: list) -> list:
+        """Those of ``addresses`` it restarted (the nanny names the worker by its address)."""
+        said = list(self.messages)
+        return [a for a in addresses if any(a in m and "memory" in m for m in said)]
+
+
+def _limit(info: dict) -> str:
+    limit = info.get("memory_limit") or 0
+    return f"{limit / 2**30:.2f} GiB" if limit else "unlimited"
 
 
 def _cluster_failure(exc: BaseException, client, where: str, watchdog) -> Optional[str]:

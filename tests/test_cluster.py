@@ -37,3 +37,51 @@ def test_workers_of_an_existing_scheduler_import_dshift_before_the_job(tmp_path,
         with pytest.raises(UserError, match=r"^cluster\.address: .* cannot import dshift_no_such_module .*install"):
             with cluster.connect(cfg):
                 pass
+
+
+def _wait_for(caplog, needle: str, timeout: float = 20.0) -> list[str]:
+    """The dshift lines that hold ``needle``, once one does (the watch polls once a second)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [r.getMessage() for r in caplog.records if r.name.startswith("dshift") and needle in r.getMessage()]
+        if lines:
+            return lines
+        time.sleep(0.2)
+    return []
+
+
+@pytest.mark.timeout(180)
+def test_a_local_worker_that_pauses_or_runs_out_of_memory_is_said(caplog):
+    """The first worker to pause for memory is named once; a worker its nanny restarts for
+    using more than its memory limit is said to have run out of memory, with what to do."""
+    import logging
+
+    import dask
+    import distributed  # noqa: F401 - its defaults in dask's config before the set below (which undoes them)
+    import numpy as np
+
+    def hog(nbytes):
+        import time
+
+        block = np.ones(nbytes // 8)  # touched: resident
+        time.sleep(30)
+        return block.sum()
+
+    cfg = ClusterConfig(n_workers=1, memory_limit="600MiB", no_workers_timeout=None)
+    with caplog.at_level(logging.INFO, logger="dshift"):
+        # A pause threshold below what any worker takes: the memory monitor pauses it at once.
+        with dask.config.set({"distributed.worker.memory.pause": 0.01}), cluster.connect(cfg) as client:
+            (address,) = client.scheduler_info()["workers"]
+            paused = _wait_for(caplog, "paused")
+            assert len(_wait_for(caplog, "paused", 2.5)) == 1  # said once per job
+        with cluster.connect(cfg) as client:
+            future = client.submit(hog, 700 * 2**20, pure=False)
+            left = _wait_for(caplog, "worker(s) left")
+            assert _wait_for(caplog, "worker(s) joined")  # the nanny's new worker
+            future.cancel()
+    assert len(paused) == 1 and f"worker {address} of the local cluster's scheduler" in paused[0], paused
+    assert "0.59 GiB limit" in paused[0] and paused[0].endswith("give the workers more memory (cluster.memory_limit)")
+    assert len(left) == 1 and "(1 -> 0 workers): 1 ran out of memory (0.59 GiB limit) and was restarted" in left[0], left
+    assert left[0].endswith("give the workers more memory (cluster.memory_limit)"), left

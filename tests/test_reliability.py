@@ -404,7 +404,7 @@ def test_no_workers_left_fails_after_timeout(medium, tmp_path):
     assert last.startswith("error: cluster: no workers left") and cluster.address in last, last
     assert 3 <= elapsed < 40, elapsed
     left = [ln for ln in job.lines if "worker(s) left" in ln]  # said at once, before the timeout
-    assert len(left) == 1 and "(1 -> 0 workers); the job waits up to 3 s for a worker" in left[0], job.lines
+    assert len(left) == 1 and "(1 -> 0 workers): the job waits up to 3 s for a worker" in left[0], job.lines
     assert not out.exists()
 
 
