@@ -305,35 +305,52 @@ def test_killed_worker_during_the_first_pass_gives_identical_labels(large, tmp_p
     trees are still being built; the job rebuilds what it lost (re-reading the chunks it needs)
     and writes the calm run's labels and model."""
     from distributed import Client
+    from distributed.diagnostics.plugin import SchedulerPlugin
 
     frame, data = large
     with dask_processes(tmp_path, 3, worker_args=("--memory-limit", "2GiB", "--no-nanny")) as cluster:
         calm = _lost_worker_job(tmp_path, data, cluster.address, "calm")
         assert calm.wait() == 0, calm.stderr
 
-        def trees(dask_scheduler) -> tuple[list[str], bool]:
-            """Names of the workers holding a built tree, and whether some tree is unbuilt."""
-            built = [ts for ts in dask_scheduler.tasks.values()
-                     if str(ts.key).startswith(("build_region_index", "build_group_index"))]
-            done = [ts for ts in built if ts.state == "memory"]
-            return [ws.name for ts in done for ws in ts.who_has], len(done) < len(built)
+        pids = {f"w{i}": proc.pid for i, proc in enumerate(cluster.workers)}  # names are w0, w1, w2
+        trees = ("build_region_index", "build_group_index")
 
-        victim: list[str] = []
-        job = _lost_worker_job(tmp_path, data, cluster.address, "disturbed")
-        try:
-            with Client(cluster.address, timeout=30) as client:
-                def one_tree_built() -> bool:
-                    holders, unbuilt = client.run_on_scheduler(trees)
-                    victim[:] = holders[:1] if unbuilt else []
-                    return bool(victim)
+        class KillATreeHolder(SchedulerPlugin):
+            """When the job's first tree is built while others are not, SIGKILL its worker in the
+            same step of the scheduler's event loop (trees build in milliseconds here: polling
+            from outside missed the moment). The job's trees are those its client wants."""
 
-                assert job.wait_until(one_tree_built, timeout=120), job.stderr
-                before_kill = list(job.lines)
-                cluster.kill_worker(int(victim[0][1:]))  # names are w0, w1, w2
-            assert job.wait() == 0, job.stderr
-        finally:
-            job.close()
-        assert not any("] index:" in ln for ln in before_kill), before_kill  # trees were still being built
+            name = "kill-a-tree-holder"
+
+            def __init__(self) -> None:
+                self.victim, self.unbuilt = "", 0
+
+            async def start(self, scheduler) -> None:
+                self.scheduler = scheduler
+
+            def transition(self, key, start, finish, *args, **kwargs) -> None:
+                if self.victim or finish != "memory" or not str(key).startswith(trees):
+                    return
+                ts = self.scheduler.tasks.get(key)
+                wanted = [t for t in self.scheduler.tasks.values() if t.who_wants and str(t.key).startswith(trees)]
+                unbuilt = [t for t in wanted if t.state != "memory"]
+                if ts is None or not ts.who_wants or not ts.who_has or not unbuilt:
+                    return
+                self.victim, self.unbuilt = next(iter(ts.who_has)).name, len(unbuilt)
+                os.kill(pids[self.victim], signal.SIGKILL)
+
+        with Client(cluster.address, timeout=30) as client:
+            client.register_plugin(KillATreeHolder())
+            job = _lost_worker_job(tmp_path, data, cluster.address, "disturbed")
+            try:
+                assert job.wait() == 0, job.stderr
+            finally:
+                job.close()
+            victim, unbuilt = client.run_on_scheduler(
+                lambda dask_scheduler: (dask_scheduler.plugins["kill-a-tree-holder"].victim,
+                                        dask_scheduler.plugins["kill-a-tree-holder"].unbuilt))
+        assert victim and unbuilt > 0, (victim, unbuilt)  # killed while trees were still being built
+        cluster.kill_worker(int(victim[1:]))  # reap it
         assert "Remove worker" in (tmp_path / "scheduler.log").read_text()
     _assert_same_as_calm(tmp_path, frame)
 
