@@ -19,7 +19,7 @@ import dask
 from dshift.config import ClusterConfig
 from dshift.errors import ClusterError, UserError
 from dshift.interrupts import on_interrupt
-from dshift.workers import WORKER_MODULES, import_worker_modules, warm_kernels, worker_start_method
+from dshift.workers import WORKER_MODULES, prepare_workers, unprepare_workers, worker_start_method
 
 __all__ = ["connect", "persist_policy"]
 
@@ -87,6 +87,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
     cluster = None
     client = None
     watchdog = None
+    plugin = None
     interrupted = failed = False
     where = cfg.address or "the local cluster"
 
@@ -118,7 +119,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                 client = Client(cluster, timeout=cfg.connect_timeout)
                 where = f"the local cluster's scheduler {cluster.scheduler_address}"
                 _close_http_servers(client, keep_scheduler=dashboard is not None)
-                warm_kernels(client)
+                plugin = prepare_workers(client, warm=True)
                 if cfg.dashboard is not False:
                     logger.info("cluster: dashboard at %s", client.dashboard_link)
             else:
@@ -143,7 +144,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                 where = f"the scheduler at {cfg.address}"
                 n = len(client.nthreads())
                 logger.info("cluster: connected to %s (%d workers)", cfg.address, n)
-                _import_on_workers(client, cfg.address)
+                plugin = _import_on_workers(client, cfg.address)
             watchdog = _WorkerWatch(client, cfg.no_workers_timeout, where, local=cluster is not None)
             watchdog.start()
             try:
@@ -168,18 +169,21 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
             watchdog.stop()
         with contextlib.suppress(Exception):
             if client is not None:
+                if plugin is not None and cluster is None:  # the scheduler outlives the job
+                    unprepare_workers(client, plugin)
                 client.close(timeout=2 if interrupted or failed else 10)
         with contextlib.suppress(Exception):
             if cluster is not None:
                 cluster.close(timeout=2 if interrupted or failed else 20)
 
 
-def _import_on_workers(client, address: str) -> None:
-    """Have the workers of a scheduler not ours import what dshift's tasks are made of, one at a
-    time in each worker's event loop, before the job's first task (see
-    :func:`dshift.workers.warm_kernels`); a worker without dshift is named at once."""
+def _import_on_workers(client, address: str) -> str:
+    """Have the workers of a scheduler not ours, and those that join it during the job, import
+    what dshift's tasks are made of before they take a task (see
+    :func:`dshift.workers.prepare_workers`; returns the plugin's name); a worker without dshift
+    is named at once."""
     try:
-        client.run(import_worker_modules, WORKER_MODULES)
+        return prepare_workers(client, warm=False, modules=WORKER_MODULES)
     except ImportError as exc:
         raise UserError(
             f"cluster.address: a worker of the scheduler at {address} cannot import {exc.name or 'a module'} "

@@ -4,8 +4,9 @@ The ``dshift`` program forks its LocalCluster's workers from a fork server
 (:func:`use_fork_server`, :func:`start_worker_server`) that has imported Dask, pandas and
 pyarrow, set the workers' malloc (:func:`worker_malloc`) and loaded the compiled kernels
 (:func:`warm_up`) while the driver reads the config and checks the input; other callers keep
-distributed's ``spawn`` and warm their workers with a plugin. :func:`trim_worker_memory` has
-every worker hand freed memory back between the job's passes.
+distributed's ``spawn`` and warm their workers with a plugin (:func:`prepare_workers`), which
+also has the workers of an existing scheduler import dshift for the job's duration.
+:func:`trim_worker_memory` has every worker hand freed memory back between the job's passes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import dask
 
 from dshift.config import ClusterConfig
 
-__all__ = ["use_fork_server", "start_worker_server", "worker_start_method", "worker_malloc", "warm_up", "warm_kernels",
-           "trim_worker_memory", "import_worker_modules", "WORKER_MALLOC", "WORKER_MODULES"]
+__all__ = ["use_fork_server", "start_worker_server", "worker_start_method", "worker_malloc", "warm_up", "prepare_workers",
+           "unprepare_workers", "trim_worker_memory", "import_worker_modules", "WORKER_MALLOC", "WORKER_MODULES"]
 
 
 _FORK_SERVER = {"enabled": False}
@@ -108,34 +109,73 @@ def _malloc_trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def warm_kernels(client) -> None:
-    """Have every worker (and any the nanny restarts) import :data:`WORKER_MODULES` at once,
+def prepare_workers(client, *, warm: bool, modules: Sequence[str] = WORKER_MODULES) -> str:
+    """Have every worker of ``client``'s scheduler, and any that joins it or that its nanny
+    restarts while the plugin stays, import ``modules`` before it takes a task; with ``warm``,
     then load dshift's compiled kernels in a background thread, so the job's first pass does
     not wait for them (about half a second per process, while the driver still checks the
     input).
 
-    The imports come first, in the worker's event loop, before this returns: a worker that
-    imported them in the thread while its event loop unpickled the job's first tasks (which
-    import the same modules) once failed with ``KeyError: 'dask.dataframe'`` (Python's import
-    locks between two threads; dask/dask#8089). Its connection to the scheduler died, and a
-    10M-row sweep ran on the other worker alone, in 73.3 s (51.5 s with both, in-process).
+    The imports run in the worker's event loop: a plugin's setup runs as a worker registers,
+    before the scheduler can send it a task, and now on the workers already there before this
+    returns. A worker that imported them in a thread while its event loop unpickled the job's
+    first tasks (which import the same modules) once failed with ``KeyError: 'dask.dataframe'``
+    (Python's import locks between two threads; dask/dask#8089). Its connection to the
+    scheduler died, and a 10M-row sweep ran on the other worker alone, in 73.3 s (51.5 s with
+    both, in-process).
+
+    Parameters
+    ----------
+    client : distributed.Client
+    warm : bool
+        Also load the kernels (on the workers of dshift's own LocalCluster).
+    modules : sequence of str
+        Module names; :data:`WORKER_MODULES` by default.
+
+    Returns
+    -------
+    str
+        The plugin's name: :func:`unprepare_workers` removes it (from a scheduler that outlives
+        the job, so that its later workers are not made to import dshift).
+
+    Raises
+    ------
+    ImportError
+        From the first worker that cannot import a module (the plugin is removed again).
     """
+    import uuid
+
     from distributed.diagnostics.plugin import WorkerPlugin
 
-    class WarmKernels(WorkerPlugin):
-        name = "dshift-warm-kernels"
+    class PrepareWorker(WorkerPlugin):
+        def __init__(self) -> None:
+            self.modules, self.warm = tuple(modules), warm
 
         def setup(self, worker) -> None:
             import threading
 
-            import_worker_modules()
-            threading.Thread(target=_warm, name="dshift-warm-up", daemon=True).start()
+            import_worker_modules(self.modules)
+            if self.warm:
+                threading.Thread(target=_warm, name="dshift-warm-up", daemon=True).start()
 
-    client.register_plugin(WarmKernels(), name=WarmKernels.name)
+    name = f"dshift-prepare-{uuid.uuid4().hex[:12]}"  # two jobs on one scheduler keep their own
+    try:
+        client.register_plugin(PrepareWorker(), name=name)
+    except BaseException:
+        unprepare_workers(client, name)  # the scheduler keeps a plugin that failed on a worker
+        raise
+    return name
+
+
+def unprepare_workers(client, name: str) -> None:
+    """Remove the plugin :func:`prepare_workers` registered, if the scheduler is still there."""
+    if client.status == "running":
+        with contextlib.suppress(Exception):  # gone already, or the scheduler went away
+            client.unregister_worker_plugin(name)
 
 
 def import_worker_modules(modules: Sequence[str] = WORKER_MODULES) -> None:
-    """Import ``modules`` (in a worker, before its first task; see :func:`warm_kernels`).
+    """Import ``modules`` (in a worker, before its first task; see :func:`prepare_workers`).
 
     Parameters
     ----------

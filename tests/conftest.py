@@ -355,9 +355,21 @@ def _stop(proc: subprocess.Popen, timeout: float = 10) -> None:
 class DaskProcesses:
     """A ``dask scheduler`` and ``dask worker`` processes started by :func:`dask_processes`."""
 
-    def __init__(self, work: Path, scheduler: subprocess.Popen, address: str) -> None:
+    def __init__(self, work: Path, scheduler: subprocess.Popen, address: str, worker_args: tuple,
+                 env: dict) -> None:
         self.work, self.scheduler, self.address = work, scheduler, address
+        self.worker_args, self.env = worker_args, env
         self.workers: list[subprocess.Popen] = []
+
+    def start_worker(self, name: str, log: Any) -> subprocess.Popen:
+        """Start a ``dask worker`` (1 thread) of this scheduler, its output to the file ``log``;
+        :func:`dask_processes` stops it on the way out."""
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "dask", "worker", self.address, "--nthreads", "1", "--no-dashboard",
+             "--host", "127.0.0.1", "--name", name, *self.worker_args],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.work, env=self.env)
+        self.workers.append(proc)
+        return proc
 
     def kill_worker(self, i: int) -> None:
         """SIGKILL worker ``i`` (a process this suite started) and reap it."""
@@ -373,40 +385,37 @@ def dask_processes(work: Path, n_workers: int, *, scheduler_args: tuple = (), wo
                    log_names: Optional[list[str]] = None) -> Iterator[DaskProcesses]:
     """Start ``python -m dask scheduler`` + ``n_workers`` ``python -m dask worker`` on 127.0.0.1.
 
-    Yields once every worker is connected; stops every process it started on the way out.
+    Yields once every worker is connected; stops every process it started on the way out
+    (workers started later with :meth:`DaskProcesses.start_worker` too).
     """
     sched_file = work / "scheduler.json"
     log_names = log_names or ["scheduler"] + [f"worker{i}" for i in range(n_workers)]
     logs = [open(work / f"{name}.log", "w") for name in log_names]
     full_env = {**os.environ, **(env or {})}
-    procs: list[subprocess.Popen] = []
+    scheduler, cluster = None, None
     try:
-        procs.append(subprocess.Popen(
+        scheduler = subprocess.Popen(
             [PYTHON, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
              "--scheduler-file", str(sched_file), "--no-dashboard", *scheduler_args],
-            stdout=logs[0], stderr=subprocess.STDOUT, cwd=work, env=full_env))
+            stdout=logs[0], stderr=subprocess.STDOUT, cwd=work, env=full_env)
         deadline = time.monotonic() + 60
         while not sched_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert sched_file.exists(), (work / f"{log_names[0]}.log").read_text()
         time.sleep(0.1)  # the file is written in one go, but be safe on a loaded machine
-        cluster = DaskProcesses(work, procs[0], json.loads(sched_file.read_text())["address"])
+        cluster = DaskProcesses(work, scheduler, json.loads(sched_file.read_text())["address"], worker_args, full_env)
         for i in range(n_workers):
-            name = names[i] if names else f"w{i}"
-            proc = subprocess.Popen(
-                [PYTHON, "-m", "dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
-                 "--no-dashboard", "--host", "127.0.0.1", "--name", name, *worker_args],
-                stdout=logs[i + 1], stderr=subprocess.STDOUT, cwd=work, env=full_env)
-            procs.append(proc)
-            cluster.workers.append(proc)
+            cluster.start_worker(names[i] if names else f"w{i}", logs[i + 1])
         from distributed import Client
 
         with Client(cluster.address, timeout=60, security=security) as client:
             client.wait_for_workers(n_workers, timeout=120)
         yield cluster
     finally:
-        for proc in reversed(procs):
+        for proc in reversed(cluster.workers if cluster else []):
             _stop(proc)
+        if scheduler is not None:
+            _stop(scheduler)
         for fh in logs:
             fh.close()
 

@@ -19,9 +19,11 @@ def test_dashboard_address_is_loopback(dashboard):
 @pytest.mark.timeout(180)
 def test_workers_of_an_existing_scheduler_import_dshift_before_the_job(tmp_path, monkeypatch):
     """Before the job's first task, each worker has imported what dshift's tasks are made of (one
-    at a time in its event loop: no import race with a task thread); a worker that cannot
-    import them ends the connection with one line naming the module."""
+    at a time in its event loop: no import race with a task thread), and so has a worker that
+    joins during the job; the scheduler, which outlives the job, keeps nothing of it. A worker
+    that cannot import them ends the connection with one line naming the module."""
     from conftest import dask_processes
+    from distributed import Client
 
     from dshift.errors import UserError
     from dshift.workers import WORKER_MODULES
@@ -29,14 +31,27 @@ def test_workers_of_an_existing_scheduler_import_dshift_before_the_job(tmp_path,
     def missing(modules):  # defined here: pickled by value, as a dask worker cannot import the tests
         return [m for m in modules if m not in sys.modules]
 
-    with dask_processes(tmp_path, 1) as procs:
+    def plugins(dask_scheduler=None):
+        return [name for name in dask_scheduler.worker_plugins if name.startswith("dshift")]
+
+    with dask_processes(tmp_path, 1) as procs, open(tmp_path / "late.log", "w") as late_log:
         cfg = ClusterConfig(address=procs.address, no_workers_timeout=None)
         with cluster.connect(cfg) as client:
             assert list(client.run(missing, WORKER_MODULES).values()) == [[]]
+            (first,) = client.scheduler_info()["workers"]
+            procs.start_worker("late", late_log)
+            client.wait_for_workers(2, timeout=120)
+            (late,) = set(client.scheduler_info(n_workers=-1)["workers"]) - {first}
+            assert client.run(missing, WORKER_MODULES, workers=[late]) == {late: []}
+            assert len(client.run_on_scheduler(plugins)) == 1
+        with Client(procs.address, timeout=60) as plain:
+            assert plain.run_on_scheduler(plugins) == []
         monkeypatch.setattr(cluster, "WORKER_MODULES", [*WORKER_MODULES, "dshift_no_such_module"])
         with pytest.raises(UserError, match=r"^cluster\.address: .* cannot import dshift_no_such_module .*install"):
             with cluster.connect(cfg):
                 pass
+        with Client(procs.address, timeout=60) as plain:
+            assert plain.run_on_scheduler(plugins) == []
 
 
 def _wait_for(caplog, needle: str, timeout: float = 20.0) -> list[str]:
