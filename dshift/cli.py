@@ -52,9 +52,19 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, its usage errors one line like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``dshift run: error: MESSAGE (see dshift run --help)`` and exit 2 (argparse
+        prints the usage first: a second line)."""
+        message = " ".join(message.split())
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dshift",
         description="Exact, distributed mean shift clustering of Parquet data sets on Dask.",
         epilog="Exit status: 0 success, 2 user error (one line on stderr), 74 the output's storage failed (no "
@@ -196,7 +206,8 @@ def _prepare_predict(args: argparse.Namespace) -> _Job:
     try:
         cluster = ClusterConfig(address=args.address, n_workers=args.n_workers)
     except ValidationError as exc:
-        raise UserError(f"--{format_validation_error(exc).replace('_', '-')}") from None
+        # the options' names for the keys': "--n-workers: ...; use fewer, or --address ..."
+        raise UserError(f"--{format_validation_error(exc).replace('cluster.', '--').replace('_', '-')}") from None
     input_path, output_path = absolute_path(args.input), absolute_path(args.output)
     check_paths_disjoint(input_path, output_path, options, options)
 
@@ -241,7 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         The exit status (0, 1, 2, 74, 130 or 143).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits 2 on usage errors, as argparse does
+    args = parser.parse_args(argv)  # exits 2 on usage errors, with one line
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     log = JobLog(quiet=quiet or args.command == "validate", verbose=verbose)
     outcome = _Outcome(args.command, log, _children())

@@ -43,6 +43,22 @@ __all__ = [
 _ADDRESS_RE = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://\S+$")
 # PyYAML (YAML 1.1) reads "1e-3" as a string: recognise it to give a helpful hint.
 
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+"""Every float setting: YAML's .inf and .nan are numbers, but no setting means anything by them
+(an infinite bandwidth or timeout would only fail at the end, e.g. writing model.json)."""
+
+MAX_THREADS_PER_CPU = 4
+"""A local cluster may run at most this many worker threads (``n_workers * threads_per_worker``)
+per CPU of the machine. The job is CPU-bound, so more only costs start-up time and memory: each
+worker process takes about a second to start on a busy machine (100 took 110 s on 2 CPUs) and
+some 300 MiB; a bigger cluster is an existing scheduler's (``cluster.address``)."""
+
+MIN_WORKER_MEMORY = 512 * 2**20
+"""The smallest ``cluster.memory_limit`` (bytes per worker) of a local cluster. A warm worker
+holds about 300 MiB before any data (Python, Dask, pandas, pyarrow, the compiled kernels), and
+distributed pauses a worker at 80 % of its limit and restarts it at 95 %: with 250 MiB a job
+stalled with its worker paused, with 150 MiB its workers "kept dying"."""
+
 
 class _Strict(BaseModel):
     """Base of every config section: unknown keys and type coercion are errors."""
@@ -116,15 +132,15 @@ MAX_SWEEP = 64
 SWEEP_MATCH = 1e-9
 """``model.sweep.select`` names a swept value when within this relative distance of it."""
 
-_SweptBandwidth = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-_SweptQuantile = Annotated[float, Field(gt=0, le=1)]
+_SweptBandwidth = Annotated[_Finite, Field(gt=0)]
+_SweptQuantile = Annotated[_Finite, Field(gt=0, le=1)]
 
 
 class SweepRangeConfig(_Strict):
     """``model.sweep.range:`` — ``num`` bandwidths from ``min`` to ``max``, evenly spaced on a log scale."""
 
-    min: float = Field(gt=0, allow_inf_nan=False)
-    max: float = Field(gt=0, allow_inf_nan=False)
+    min: _Finite = Field(gt=0)
+    max: _Finite = Field(gt=0)
     num: int = Field(ge=2, le=MAX_SWEEP)
 
     @model_validator(mode="after")
@@ -214,8 +230,8 @@ def _match(value: float, values: list[float]) -> Optional[int]:
 class ModelConfig(_Strict):
     """``model:`` — MeanShift's parameters (same names and defaults) plus the bandwidth estimate."""
 
-    bandwidth: Optional[float] = Field(None, gt=0)
-    quantile: float = Field(0.3, ge=0, le=1)
+    bandwidth: Optional[_Finite] = Field(None, gt=0)
+    quantile: _Finite = Field(0.3, ge=0, le=1)
     n_samples: Optional[int] = Field(10000, ge=1)
     random_state: Optional[int] = 0
     bin_seeding: bool = False
@@ -268,9 +284,9 @@ class ClusterConfig(_Strict):
     persist: Any = "auto"
     dashboard: Any = False
     tls: TLSConfig = Field(default_factory=TLSConfig)
-    connect_timeout: float = Field(30, gt=0)
+    connect_timeout: _Finite = Field(30, gt=0)
     # Dask waits for workers forever; a batch job fails after this long without any (null: wait).
-    no_workers_timeout: Optional[float] = Field(120, gt=0)
+    no_workers_timeout: Optional[_Finite] = Field(120, gt=0)
 
     @field_validator("address")
     @classmethod
@@ -282,26 +298,40 @@ class ClusterConfig(_Strict):
             )
         return value
 
+    @field_validator("n_workers", "threads_per_worker")
+    @classmethod
+    def _fits_this_machine(cls, value: int, info: ValidationInfo) -> int:
+        # Fields validate in order: n_workers is checked alone (threads_per_worker not read yet),
+        # then threads_per_worker with it; absent from info.data when it failed itself.
+        workers = value if info.field_name == "n_workers" else info.data.get("n_workers")
+        if info.data.get("address", "") is not None or workers is None:
+            return value  # an existing scheduler's workers are not started here
+        threads = value * (workers if info.field_name == "threads_per_worker" else 1)
+        from dask.system import CPU_COUNT  # what LocalCluster counts: affinity and cgroup quota
+
+        bound = MAX_THREADS_PER_CPU * CPU_COUNT
+        if threads > bound:
+            what = (f"{workers:,} worker processes" if info.field_name == "n_workers"
+                    else f"{workers:,} workers x {value:,} threads")
+            raise ValueError(f"{what} are too many for a local cluster on this machine's {CPU_COUNT} CPUs (at most "
+                             f"{bound} threads, {MAX_THREADS_PER_CPU} per CPU); use fewer, or cluster.address "
+                             "(an existing scheduler) for a bigger cluster")
+        return value
+
     @field_validator("memory_limit")
     @classmethod
-    def _memory_limit_ok(cls, value: Any) -> Any:
+    def _memory_limit_ok(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None or value == "auto":
             return value
-        if isinstance(value, bool):
-            raise ValueError(f"must be 'auto', a size like '4GiB', a number of bytes or null (got {show_value(value)})")
-        if isinstance(value, (int, float)):
-            if value < 0:
-                raise ValueError(f"must be >= 0 (got {show_value(value)})")
-            return value
-        if isinstance(value, str):
-            from dask.utils import parse_bytes
+        size, fraction = _memory_limit_bytes(value)
+        if 0 < size < MIN_WORKER_MEMORY and info.data.get("address", "") is None:
+            from dask.utils import format_bytes
 
-            try:
-                parse_bytes(value)
-            except (ValueError, TypeError):
-                raise ValueError(f"is not a memory size like '4GiB' (got {show_value(value)})") from None
-            return value
-        raise ValueError(f"must be 'auto', a size like '4GiB', a number of bytes or null (got {show_value(value)})")
+            what = f"of this machine's memory is {format_bytes(size)} per worker," if fraction else "per worker is"
+            raise ValueError(f"{show_value(value)} {what} too small: a worker needs at least "
+                             f"{MIN_WORKER_MEMORY >> 20} MiB (about 300 MiB before it holds any data); "
+                             "set a larger size, auto, or null for no limit")
+        return value
 
     _persist_ok = field_validator("persist")(_check_auto_or_bool)
 
@@ -319,6 +349,39 @@ class ClusterConfig(_Strict):
         if self.tls.enabled and not (self.address or "").startswith("tls://"):
             raise ValueError("tls files are set but cluster.address is not a tls:// address")
         return self
+
+
+def _memory_limit_bytes(value: Any) -> tuple[int, bool]:
+    """The bytes per worker distributed makes of an explicit ``cluster.memory_limit`` (0: no
+    limit), and whether the value was a fraction of the machine's memory.
+
+    As distributed's ``parse_memory_limit``: a number, or a string that reads as one, is a
+    fraction of the memory when at most 1 and bytes otherwise; other strings are sizes.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"must be 'auto', a size like '4GiB', a number of bytes or null (got {show_value(value)})")
+    number: Optional[float] = None
+    try:
+        size = number = float(value)
+    except OverflowError:  # an integer beyond any float
+        size = number = math.inf
+    except ValueError:  # not a number: a size such as "4GiB"
+        from dask.utils import parse_bytes
+
+        try:
+            size = parse_bytes(value)
+        except (ValueError, TypeError, OverflowError):  # OverflowError: "1e400MiB"
+            raise ValueError(f"is not a memory size like '4GiB' (got {show_value(value)})") from None
+    if not math.isfinite(size):
+        raise ValueError(f"must be a finite number (got {show_value(value)})")
+    fraction = number is not None and 0 < number <= 1
+    if fraction:
+        from distributed.system import MEMORY_LIMIT  # imports distributed: only for a fraction
+
+        size *= MEMORY_LIMIT
+    if size < 0:
+        raise ValueError(f"must be >= 0 (got {show_value(value)})")
+    return int(size), fraction
 
 
 class OutputConfig(_Strict):
@@ -359,8 +422,8 @@ class DemoConfig(_Strict):
     """``demo:`` — synthetic blobs written to ``input.path`` when it does not exist."""
 
     rows: int = Field(1_000_000, ge=1)
-    centers: list[list[float]] = Field(default_factory=lambda: [list(c) for c in _DEMO_CENTERS])
-    std: float = Field(2.79, gt=0)
+    centers: list[list[_Finite]] = Field(default_factory=lambda: [list(c) for c in _DEMO_CENTERS])
+    std: _Finite = Field(2.79, gt=0)
     seed: int = 0
     files: int = Field(8, ge=1)
 

@@ -107,9 +107,11 @@ def load_config(path: Union[str, os.PathLike]) -> Config:
     Raises
     ------
     ConfigError
-        If the file is missing or larger than :data:`MAX_CONFIG_BYTES`, is not valid YAML (the
-        message names the file and line), uses Python object tags, expands to more than
-        :data:`MAX_CONFIG_VALUES` values through its aliases, or does not match the schema.
+        If the file is missing, not a regular file (a named pipe is refused unread) or larger
+        than :data:`MAX_CONFIG_BYTES`, is not valid YAML (the message names the file and line),
+        uses Python object tags, repeats a key in a mapping (the key and both lines named),
+        expands to more than :data:`MAX_CONFIG_VALUES` values through its aliases, or does not
+        match the schema.
     """
     return parse_config(read_yaml_file(path), source=str(path))
 

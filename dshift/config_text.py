@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -37,20 +39,29 @@ def read_yaml_file(path: Union[str, os.PathLike]) -> Any:
     Raises
     ------
     ConfigError
-        If the file is missing or larger than :data:`MAX_CONFIG_BYTES`, is not UTF-8 or valid
-        YAML (the message names the file and line), uses Python object tags, or its merge keys
-        expand beyond :data:`MAX_CONFIG_VALUES` entries.
+        If the file is missing, not a regular file (a directory, named pipe or device) or
+        larger than :data:`MAX_CONFIG_BYTES`, is not UTF-8 or valid YAML (the message names the
+        file and line), uses Python object tags, repeats a key in a mapping (the message names
+        the key and both lines), or its merge keys expand beyond :data:`MAX_CONFIG_VALUES` entries.
     """
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)  # not stat(): a FIFO or /dev/zero has no size
+        # Non-blocking: opening a named pipe would otherwise wait for a writer, forever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            mode = os.fstat(fd).st_mode  # of what was opened, not of what the path names by now
+            if stat.S_ISREG(mode):
+                with open(fd, "rb", closefd=False) as fh:
+                    raw = fh.read(MAX_CONFIG_BYTES + 1)  # bounded, whatever its size was when opened
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise ConfigError(f"config file '{path}' does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file '{path}' is a directory") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file '{path}': {exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else f"not a regular file ({_file_kind(mode)})"
+        raise ConfigError(f"config file '{path}' is {kind}; give the path of a YAML file")
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: the file is larger than {MAX_CONFIG_BYTES >> 20} MiB; a job config is a few "
                           "hundred bytes (is this the right file?)")
@@ -60,7 +71,7 @@ def read_yaml_file(path: Union[str, os.PathLike]) -> Any:
         raise ConfigError(f"cannot read config file '{path}': not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
-    except _TooLarge as exc:
+    except _Refused as exc:
         raise ConfigError(f"{path}{_where(exc)}: {exc.problem}") from None
     except yaml.constructor.ConstructorError as exc:
         raise ConfigError(f"{path}{_where(exc)}: {_constructor_problem(exc)}") from None
@@ -74,28 +85,58 @@ def read_yaml_file(path: Union[str, os.PathLike]) -> Any:
     return data
 
 
-class _TooLarge(yaml.YAMLError):
-    """A mapping whose merge keys (``<<: *anchor``) expand beyond MAX_CONFIG_VALUES entries."""
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular file or directory is, for a message."""
+    kinds = {stat.S_ISFIFO: "a named pipe", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+             stat.S_ISSOCK: "a socket"}
+    return next((name for test, name in kinds.items() if test(mode)), "a special file")
 
-    def __init__(self, node: yaml.Node) -> None:
+
+class _Refused(yaml.YAMLError):
+    """A document the loader refuses: ``problem`` at ``problem_mark`` (as PyYAML's errors)."""
+
+    def __init__(self, mark: yaml.Mark, problem: str) -> None:
         super().__init__()
-        self.problem_mark = node.start_mark
-        self.problem = (f"too large: merge keys ('<<') expand this mapping beyond {MAX_CONFIG_VALUES:,} entries "
-                        f"(at most {MAX_CONFIG_VALUES:,} values are accepted)")
+        self.problem_mark = mark
+        self.problem = problem
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, with merge keys bounded while they are expanded.
+    """``yaml.safe_load``'s loader, with merge keys bounded while they are expanded and
+    repeated keys refused.
 
     Plain aliases share one constructed object per anchor (cheap to load; their expansion is
     measured afterwards by :func:`_check_expanded_size`), but merge keys copy entries into each
     mapping as it is built, so nested merges could grow exponentially during loading.
+
+    PyYAML keeps the last of a repeated key: a second ``model:`` section would silently replace
+    the first. Keys a merge (``<<``) brings in may be overridden, as YAML means them to be.
     """
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[yaml.MappingNode] = set()
+
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        if node not in self._checked:  # once, before merges mix other mappings' keys in
+            self._checked.add(node)
+            self._refuse_repeated_keys(node)
         super().flatten_mapping(node)
         if len(node.value) > MAX_CONFIG_VALUES:
-            raise _TooLarge(node)
+            raise _Refused(node.start_mark, f"too large: merge keys ('<<') expand this mapping beyond "
+                                            f"{MAX_CONFIG_VALUES:,} entries (at most {MAX_CONFIG_VALUES:,} "
+                                            "values are accepted)")
+
+    def _refuse_repeated_keys(self, node: yaml.MappingNode) -> None:
+        first: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # a non-scalar key is refused as unhashable when the mapping is built
+            key = self.construct_object(key_node)  # as the dict sees it: 'yes' and 'true' are one key
+            seen = first.setdefault(key, key_node)
+            if seen is not key_node:
+                raise _Refused(key_node.start_mark, f"duplicate key {show_value(key)} (also on line "
+                                                    f"{seen.start_mark.line + 1}); keep one of them")
 
 
 def _expanded_sizes(data: Any) -> Optional[dict[int, int]]:
@@ -186,6 +227,8 @@ def _render(value: Any, budget: int) -> str:
         return repr(value[:budget])
     if isinstance(value, float) and value.is_integer():
         return str(int(value)) if abs(value) < 1e16 else repr(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
     if isinstance(value, (list, dict)):
         items = value.items() if isinstance(value, dict) else value
         text = "{" if isinstance(value, dict) else "["

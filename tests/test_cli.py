@@ -69,9 +69,25 @@ def test_version_and_console_script():
         assert subprocess.run([str(script), "--help"], capture_output=True, text=True).returncode == 0
 
 
-def test_no_command_is_a_usage_error(cli):
-    proc = cli()
-    assert proc.returncode == 2 and "usage:" in proc.stderr
+@pytest.mark.parametrize("args, line", [
+    ([], "dshift: error: the following arguments are required: COMMAND (see dshift --help)"),
+    (["run"], "dshift run: error: the following arguments are required: CONFIG.yaml (see dshift run --help)"),
+    (["validate"], "dshift validate: error: the following arguments are required: CONFIG.yaml (see dshift validate "
+                   "--help)"),
+    (["run", "job.yaml", "extra"], "dshift: error: unrecognized arguments: extra (see dshift --help)"),
+    (["run", "--bogus", "job.yaml"], "dshift: error: unrecognized arguments: --bogus (see dshift --help)"),
+    (["predict", "--model", "m.json"], "dshift predict: error: the following arguments are required: --input, "
+                                       "--output (see dshift predict --help)"),
+])
+def test_usage_errors_are_one_line(cli, args, line):
+    proc = cli(*args)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", line + "\n")
+
+
+def test_usage_error_of_the_program_is_one_line():
+    proc = run_cli("run")
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        "dshift run: error: the following arguments are required: CONFIG.yaml (see dshift run --help)"]
 
 
 def test_validate_good(cli, job):
@@ -105,6 +121,11 @@ def test_validate_bad(cli, job):
         ({"model": {"bandwidth": -1}}, ["model.bandwidth", "must be > 0", "got -1"]),
         ({"model": {"bandwidth": 0}}, ["model.bandwidth", "must be > 0"]),
         ({"model": {"bandwidth": "2"}}, ["model.bandwidth", "must be a number"]),
+        ({"model": {"bandwidth": float("inf")}}, ["config error: model.bandwidth: must be a finite number (got .inf)"]),
+        ({"cluster": {"n_workers": 100_000}}, ["config error: cluster.n_workers: 100,000 worker processes are too many "
+                                               "for a local cluster", "use fewer, or cluster.address"]),
+        ({"cluster": {"memory_limit": "1KiB"}}, ["config error: cluster.memory_limit: '1KiB' per worker is too small: "
+                                                 "a worker needs at least 512 MiB"]),
         ({"model": {"min_bin_freq": 0}}, ["model.min_bin_freq", ">= 1"]),
         ({"model": {"min_bin_freq": 1.5}}, ["model.min_bin_freq", "integer"]),
         ({"model": {"max_iter": -1}}, ["model.max_iter", ">= 0"]),
@@ -141,6 +162,33 @@ def test_python_yaml_tag_is_rejected_not_executed(write_config, tmp_path):
 
 def test_missing_config_file(cli, tmp_path):
     assert_user_error(cli("run", str(tmp_path / "nope.yaml")), "nope.yaml", "does not exist")
+
+
+@pytest.mark.parametrize("sections", [{"model": {"bandwidth": float("inf")}}, {"cluster": {"n_workers": 100_000}},
+                                      {"cluster": {"memory_limit": "1KiB"}}])
+def test_validate_catches_values_that_cannot_run(cli, job, sections):
+    cfg, out = job(**sections)
+    line = assert_user_error(cli("validate", str(cfg)), *(f"{section}.{key}" for section, values in sections.items()
+                                                          for key in values))
+    assert line.startswith("config error:")
+    assert_nothing_written(out)
+
+
+def test_validate_refuses_repeated_keys(cli, job):
+    cfg, out = job()
+    cfg.write_text(cfg.read_text() + "model:\n  bandwidth: 99.0\n")
+    first = 1 + cfg.read_text().splitlines().index("model:")
+    last = len(cfg.read_text().splitlines()) - 1
+    assert_user_error(cli("validate", str(cfg)), f"config error: {cfg}: line {last}, column 1: duplicate key 'model' "
+                                                 f"(also on line {first}); keep one of them")
+    assert_nothing_written(out)
+
+
+def test_predict_n_workers_bound_names_the_options(cli, tmp_path, blobs):
+    _, data = blobs
+    proc = cli("predict", "--model", str(tmp_path / "model.json"), "--input", str(data), "--output",
+               str(tmp_path / "pred"), "--n-workers", "100000")
+    assert_user_error(proc, "error: --n-workers: 100,000 worker processes are too many", "or --address (an existing")
 
 
 # --------------------------------------------------------------------------------------------

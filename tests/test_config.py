@@ -247,8 +247,8 @@ def test_config_larger_than_1_mib_is_refused_unread(tmp_path):
     big = tmp_path / "big.yaml"
     big.write_text(yaml.safe_dump(MINIMAL) + "#" * (1 << 20) + "\n")
     assert_user_error(run_cli("validate", str(big)), "big.yaml", "larger than 1 MiB")
-    with pytest.raises(ConfigError, match="larger than 1 MiB"):
-        load_config("/dev/zero")  # endless, and stat() says 0 bytes
+    with pytest.raises(ConfigError, match=r"^config file '/dev/zero' is not a regular file \(a character device\)"):
+        load_config("/dev/zero")  # endless: refused unread
 
 
 @pytest.mark.parametrize("section, values, needle", [
@@ -262,6 +262,114 @@ def test_messages_echo_short_excerpts(section, values, needle):
     message = err(with_(section, **values))
     assert message.startswith(needle), message
     assert len(message) < 250 and "..." in message, message
+
+
+# --------------------------------------------------------------------------------------------
+# values that cannot work (exploratory testing): infinities, local clusters this machine cannot
+# hold, config paths that are not files, repeated keys
+
+
+@pytest.mark.parametrize("section, values, expected", [
+    ("model", {"bandwidth": float("inf")}, "model.bandwidth: must be a finite number (got .inf)"),
+    ("model", {"bandwidth": float("nan")}, "model.bandwidth: must be a finite number (got .nan)"),
+    ("model", {"quantile": float("nan")}, "model.quantile: must be a finite number (got .nan)"),
+    ("cluster", {"connect_timeout": float("inf")}, "cluster.connect_timeout: must be a finite number (got .inf)"),
+    ("cluster", {"no_workers_timeout": float("inf")}, "cluster.no_workers_timeout: must be a finite number"),
+    ("cluster", {"memory_limit": float("inf")}, "cluster.memory_limit: must be a finite number (got .inf)"),
+    ("cluster", {"memory_limit": float("nan")}, "cluster.memory_limit: must be a finite number (got .nan)"),
+    ("cluster", {"memory_limit": "1e400"}, "cluster.memory_limit: must be a finite number (got '1e400')"),
+    ("cluster", {"memory_limit": 10**400}, "cluster.memory_limit: must be a finite number"),
+    ("cluster", {"memory_limit": "1e400MiB"}, "cluster.memory_limit: is not a memory size"),
+    ("cluster", {"memory_limit": "-5MiB"}, "cluster.memory_limit: must be >= 0 (got '-5MiB')"),
+    ("demo", {"std": float("inf")}, "demo.std: must be a finite number (got .inf)"),
+    ("demo", {"centers": [[1.0, float("-inf")]]}, "demo.centers[0][1]: must be a finite number (got -.inf)"),
+    ("model", {"sweep": {"quantiles": [float("nan"), 0.5]}}, "model.sweep.quantiles[0]: must be a finite number"),
+])
+def test_float_settings_must_be_finite(section, values, expected):
+    assert err(with_(section, **values)).startswith(expected)
+
+
+def test_infinite_bandwidth_from_yaml_is_refused(tmp_path):
+    path = tmp_path / "inf.yaml"
+    path.write_text("input: {path: d}\nmodel: {bandwidth: .inf}\noutput: {path: o}\n")
+    with pytest.raises(ConfigError, match=r"^model\.bandwidth: must be a finite number \(got \.inf\)$"):
+        load_config(path)
+
+
+@pytest.fixture
+def two_cpus(monkeypatch):
+    """This machine has 2 CPUs, as the local cluster's bounds see it."""
+    monkeypatch.setattr("dask.system.CPU_COUNT", 2)
+
+
+def test_local_cluster_size_is_bounded_by_the_cpus(two_cpus):
+    assert err(with_("cluster", n_workers=1000)) == (
+        "cluster.n_workers: 1,000 worker processes are too many for a local cluster on this machine's 2 CPUs (at "
+        "most 8 threads, 4 per CPU); use fewer, or cluster.address (an existing scheduler) for a bigger cluster")
+    assert err(with_("cluster", n_workers=2, threads_per_worker=5)).startswith(
+        "cluster.threads_per_worker: 2 workers x 5 threads are too many for a local cluster on this machine's 2 CPUs")
+    assert err(with_("cluster", threads_per_worker=9)).startswith("cluster.threads_per_worker: 2 workers x 9 threads")
+    assert parse_config(with_("cluster", n_workers=8)).cluster.n_workers == 8  # 4 per CPU
+    assert parse_config(with_("cluster", n_workers=4, threads_per_worker=2)).cluster.threads_per_worker == 2
+    # an existing scheduler's workers are not started on this machine
+    remote = parse_config(with_("cluster", address="tcp://10.0.0.1:8786", n_workers=1000, threads_per_worker=64))
+    assert remote.cluster.n_workers == 1000
+    assert err(with_("cluster", n_workers=0, threads_per_worker=100)) == "cluster.n_workers: must be >= 1 (got 0)"
+
+
+def test_memory_limit_too_small_for_a_worker(monkeypatch):
+    too_small = ("per worker is too small: a worker needs at least 512 MiB (about 300 MiB before it holds any "
+                 "data); set a larger size, auto, or null for no limit")
+    assert err(with_("cluster", memory_limit="1KiB")) == f"cluster.memory_limit: '1KiB' {too_small}"
+    assert err(with_("cluster", memory_limit=1000)) == f"cluster.memory_limit: 1000 {too_small}"
+    assert err(with_("cluster", memory_limit="511MiB")).startswith("cluster.memory_limit: '511MiB' per worker is too")
+    monkeypatch.setattr("distributed.system.MEMORY_LIMIT", 16 * 2**30)
+    assert err(with_("cluster", memory_limit=0.01)).startswith(
+        "cluster.memory_limit: 0.01 of this machine's memory is 163.84 MiB per worker, too small: a worker needs at "
+        "least 512 MiB")
+    for fine in ("512MiB", 2**29, 0.5, "0.5", "auto", 0, None):
+        assert parse_config(with_("cluster", memory_limit=fine)).cluster.memory_limit == fine
+    # an existing scheduler's workers have their own limits: the setting is not used
+    assert parse_config(with_("cluster", address="tcp://h:1", memory_limit="1KiB")).cluster.memory_limit == "1KiB"
+
+
+def test_config_that_is_not_a_regular_file_is_refused_unread(tmp_path):
+    from conftest import assert_user_error, run_cli
+
+    fifo = tmp_path / "job.yaml"
+    os.mkfifo(fifo)  # nothing ever writes to it: opening it to read would wait forever
+    for command in ("validate", "run"):
+        proc = run_cli(command, str(fifo), timeout=60)
+        assert_user_error(proc, f"config error: config file '{fifo}' is not a regular file (a named pipe)")
+    with pytest.raises(ConfigError, match=r"^config file '.*' is a directory; give the path of a YAML file$"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("input: {path: d}\nmodel: {bandwidth: 6.0}\noutput: {path: o}\nmodel:\n  bandwidth: 2.0\n",
+     "line 4, column 1: duplicate key 'model' (also on line 2); keep one of them"),
+    ("input: {path: d}\nmodel:\n  bandwidth: 6.0\n  max_iter: 3\n  bandwidth: 2.0\noutput: {path: o}\n",
+     "line 5, column 3: duplicate key 'bandwidth' (also on line 3); keep one of them"),
+    ("input: {path: d, columns: [a, b]}\noutput: {path: o, overwrite: true, overwrite: false}\n",
+     "line 2, column 36: duplicate key 'overwrite' (also on line 2); keep one of them"),
+])
+def test_duplicate_keys_are_refused(tmp_path, text, expected):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: {expected}"
+
+
+def test_keys_a_merge_brings_in_may_be_overridden(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("defaults: &d {bandwidth: 1.0, max_iter: 5}\ninput: {path: d}\noutput: {path: o}\n"
+                    "model:\n  <<: *d\n  bandwidth: 6.0\n")
+    with pytest.raises(ConfigError, match="unknown key 'defaults'"):  # merged and overridden, not a duplicate
+        load_config(path)
+    path.write_text("input: {path: d}\noutput: {path: o}\nmodel:\n  <<: {bandwidth: 1.0, max_iter: 5}\n"
+                    "  bandwidth: 6.0\n")
+    assert (load_config(path).model.bandwidth, load_config(path).model.max_iter) == (6.0, 5)
 
 
 # --------------------------------------------------------------------------------------------
