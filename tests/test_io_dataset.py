@@ -31,7 +31,7 @@ def test_list_input_files_dir_glob_file(parquet_input):
 def test_check_parquet_files_counts_rows_and_names_corrupt_file(parquet_input):
     _, d = parquet_input
     files = list_input_files(str(d))
-    assert check_parquet_files(files) == (900, True)
+    assert check_parquet_files(files)[:2] == (900, True)
     (d / "part-001.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(UserError, match="part-001.parquet' is not a readable Parquet file"):
         check_parquet_files(list_input_files(str(d)))
@@ -54,7 +54,7 @@ def test_partitions_of_whole_row_groups_split_big_files_and_group_small_ones(tmp
         pq.write_table(big.slice(100 * i, 100), tmp_path / "data" / f"b-small-{i:02d}.parquet")
     files = list_input_files(str(tmp_path / "data"))
     footers = check_parquet_files(files)
-    assert footers == (40_000 + 3_000, True)
+    assert footers[:2] == (40_000 + 3_000, True)
     want = rows.tolist() + list(range(3_000))
     with dask.config.set({"dshift.partition-bytes": DEFAULTS["partition-bytes"]}):
         assert read_parquet(files, group_files=True).npartitions == 1  # all of it is far below the default
@@ -145,3 +145,68 @@ def test_prune_files_never_opens_pruned_files(hive_lake, tmp_path):
         prune_files(files, check_filters([["month", "==", "3"]]))
     with pytest.raises(UserError, match="input.filters: no input file is left"):
         prune_files(files, check_filters([["month", ">", 12]]))
+
+
+# --------------------------------------------------------------------------------------------
+# Reads that fail on the workers name the file
+
+
+def _corrupt_data_pages(path) -> None:
+    """XOR every byte between the leading magic and the footer: the footer still reads."""
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little") + 8
+    data[4:-footer] = bytes(b ^ 0x5A for b in data[4:-footer])
+    path.write_bytes(bytes(data))
+
+
+def test_a_file_with_corrupt_data_pages_is_named(parquet_input, cli, write_config, tmp_path, threaded_dask):
+    """Its footer is intact, so only the read of its data fails, in a task: the error names the
+    file (it was 'unexpected error: OSError: Couldn't deserialize thrift', exit 1, from the seed
+    check of validate and run, which reads the first partition outside any stage's handler)."""
+    from conftest import assert_user_error, base_config
+    from dshift.io.inputs import open_input, scan_input
+
+    _, d = parquet_input
+    _corrupt_data_pages(d / "part-001.parquet")
+    files = list_input_files(str(d))
+    footers = check_parquet_files(files)
+    with pytest.raises(UserError, match=r"^input file '.*/part-001.parquet' cannot be read: "):
+        read_parquet(files, footers=footers).compute()
+    with pytest.raises(UserError, match=r"^input file '.*/part-001.parquet' cannot be read: "):
+        scan_input(open_input(str(d), columns=["a", "b", "c"]))
+    _corrupt_data_pages(d / "part-000.parquet")  # the first partition: the one validate samples
+    proc = cli("validate", str(write_config(base_config(d, tmp_path / "out"))))
+    assert_user_error(proc, f"input file '{d / 'part-000.parquet'}' cannot be read: ")
+
+
+def test_a_file_truncated_after_the_check_is_named(parquet_input, threaded_dask):
+    """A file cut short while the job runs: the read names it, not the input directory."""
+    from dshift.io.inputs import open_input, scan_input
+
+    _, d = parquet_input
+    source = open_input(str(d), columns=["a", "b", "c"])
+    os.truncate(d / "part-002.parquet", 1000)
+    with pytest.raises(UserError, match=r"^input file '.*/part-002.parquet' cannot be read: Parquet magic bytes"):
+        scan_input(source)
+
+
+def test_a_file_changed_after_the_check_is_named_under_partition_key_filters(hive_lake, tmp_path, threaded_dask):
+    """Filters on partition keys only leave out whole files: the rows of the others are still
+    checked against their footers (a filter on a column leaves rows out, so not then)."""
+    import pyarrow.parquet as pq
+
+    _, d = hive_lake
+    lake = tmp_path / "lake"
+    shutil.copytree(d, lake)
+    by_key = check_filters([["city", "==", "sf"]])
+    files = prune_files(list_input_files(str(lake)), by_key)
+    footers = check_parquet_files(files)
+    victim = files.files[1]
+    before = pq.ParquetFile(victim).metadata.num_rows
+    pq.write_table(pq.ParquetFile(victim).read().slice(0, 3), victim + ".tmp")
+    os.replace(victim + ".tmp", victim)
+    with pytest.raises(UserError, match=rf"^input file '{victim}' changed during the job \({before:,} rows when the "
+                                        r"job started, 3 now\); run again$"):
+        read_parquet(files, filters=by_key, footers=footers).compute()
+    by_column = check_filters([["a", ">", -1e9]])
+    assert len(read_parquet(files, filters=by_column, footers=footers).compute()) == footers.n_rows - before + 3

@@ -107,3 +107,39 @@ def test_check_partition_by(parquet_input):
         check_partition_by(data, ["note", "note"], "cluster")
     with pytest.raises(UserError, match="no column would be left"):
         check_partition_by(data[["uid", "note"]], ["uid", "note", "cluster"], "cluster")
+
+
+def _replace_with_first_rows(path, n: int) -> None:
+    """Replace a Parquet file (same name) by its first ``n`` rows, as a job rewriting it would."""
+    tmp = path.with_suffix(".tmp")
+    pd.read_parquet(path).head(n).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def test_a_file_rewritten_between_the_scan_and_the_labelling_fails_the_labelling(tmp_path, parquet_input):
+    """The scan counted 900 rows; part-001 then holds 10. Its labels would be 10 rows, with
+    report.json saying 900 (the job committed 610 labelled rows): the labelling names the file."""
+    from dshift.io.inputs import scan_input
+
+    _, d = parquet_input
+    data = scan_input(open_input(str(d), columns=FEATURES))
+    _replace_with_first_rows(d / "part-001.parquet", 10)
+    labelled = label_frame(data.data, FEATURES, np.array([[0.0, 0, 0]]), 2.0, True, "cl")
+    with pytest.raises(UserError, match=r"^input file '.*/part-001.parquet' changed during the job \(300 rows when "
+                                        r"the job started, 10 now\); run again$"):
+        write_labels(labelled, str(tmp_path / "labels"), label_column="cl", n_rows=data.n_rows, input_url=str(d))
+
+
+def test_labelled_rows_must_add_up_to_the_rows_read_under_row_filters(tmp_path, parquet_input):
+    """Under row filters a file's rows are not the footers' count; the total still has to be
+    the read pass's."""
+    from dshift.io.inputs import scan_input
+
+    _, d = parquet_input
+    data = scan_input(open_input(str(d), columns=FEATURES, filters=[["a", ">", -1e9]]))
+    assert data.n_rows == 900
+    _replace_with_first_rows(d / "part-001.parquet", 10)
+    labelled = label_frame(data.data, FEATURES, np.array([[0.0, 0, 0]]), 2.0, True, "cl")
+    with pytest.raises(UserError, match=rf"^input '{d}' changed during the job \(900 rows when it was read, 610 "
+                                        r"labelled\); run again$"):
+        write_labels(labelled, str(tmp_path / "labels"), label_column="cl", n_rows=data.n_rows, input_url=str(d))

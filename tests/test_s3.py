@@ -200,3 +200,31 @@ def test_s3_output_lock_is_a_leased_marker(s3_server, s3_bucket):
         with pytest.raises(UserError, match="lock was taken over by another dshift job .host elsewhere"):
             stage.commit()
     assert s3_listing(s3_bucket, s3_server) == ["o/.run.lock"]  # the other job's marker, kept
+
+
+def test_a_store_that_cannot_be_reached_is_one_line(tmp_path, parquet_input):
+    """No server at the endpoint, or storage_options its client refuses: one line naming the
+    setting and what to check; exit 2 for the input, 74 (a storage fault) for the output."""
+    pytest.importorskip("s3fs")
+    from conftest import free_port
+
+    _, data = parquet_input
+    dead = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{free_port()}"},
+            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}}
+    cases = [
+        ("validate", {"input": {"path": "s3://bucket/in", "storage_options": dead}}, 2,
+         ["input.path: cannot list 's3://bucket/in' (EndpointConnectionError", "check the address"]),
+        ("validate", {"input": {"path": "s3://bucket/in", "storage_options": {"endpointurl": "http://x"}}}, 2,
+         ["input.path: cannot list 's3://bucket/in' (TypeError", "storage_options"]),
+        ("run", {"output": {"path": "s3://bucket/out", "storage_options": dead}}, 74,
+         ["output: cannot write 's3://bucket/out' (EndpointConnectionError", "check the address"]),
+    ]
+    for i, (command, sections, code, needles) in enumerate(cases):
+        cfg = base_config(str(data), str(tmp_path / "out"), cluster={"n_workers": 1})
+        for section, values in sections.items():
+            cfg[section].update(values)
+        (tmp_path / f"job{i}.yaml").write_text(yaml.safe_dump(cfg))
+        proc = run_cli(command, str(tmp_path / f"job{i}.yaml"), *(["--quiet"] if command == "run" else []))
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
+        assert all(n in lines[-1] for n in needles), lines[-1]

@@ -3,7 +3,8 @@
 The driver lists the files, takes Hive partition keys from their paths, leaves out the files
 whose keys the filters rule out (without opening them), and reads the remaining files'
 Parquet footers (metadata only) to name a corrupt file before any work starts; reading the
-data is left to the Dask workers, which read exactly the checked files.
+data is left to the Dask workers, which read exactly the checked files and name a file that
+cannot be read, or holds other rows than its footer said (it changed during the job).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any, Iterator, NamedTuple, Optional, Sequence
 import dask.dataframe as dd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec.implementations.local import LocalFileSystem
+from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
 
 from dshift._dask import config_get
 from dshift.errors import UserError
-from dshift.io._fs import glob_base, has_glob, url_to_fs
-from dshift.io.filters import check_filter_types, pruned_index
+from dshift.io._fs import glob_base, has_glob, show_path, url_to_fs
+from dshift.io.filters import check_filter_types, filter_columns, pruned_index
 from dshift.io.hive import HiveKeys, discover_keys
-from dshift.io.faults import is_write_error
+from dshift.io.faults import UNREACHABLE_HINT, describe, is_unreachable, is_write_error
 
 __all__ = [
     "PARQUET_EXTENSIONS",
@@ -75,7 +76,7 @@ class InputFiles:
 
     def show(self, path: str) -> str:
         """A file path as the user would write it."""
-        return path if isinstance(self.fs, LocalFileSystem) else self.fs.unstrip_protocol(path)
+        return show_path(self.fs, path)
 
 
 def list_input_files(url: str, storage_options: Optional[dict] = None, *, what: str = "input.path") -> InputFiles:
@@ -124,6 +125,12 @@ def list_input_files(url: str, storage_options: Optional[dict] = None, *, what: 
             raise UserError(f"{what}: {url!r} does not exist")
     except (PermissionError, FileNotFoundError) as exc:
         raise UserError(f"{what}: cannot access {url!r}: {exc}") from None
+    except Exception as exc:
+        # Not there, no access, no connection or no credentials; TypeError: an object store's
+        # client refused its storage_options.
+        if isinstance(exc, UserError) or not (isinstance(exc, (OSError, TypeError)) or is_unreachable(exc)):
+            raise
+        raise UserError(f"{what}: cannot list {url!r} ({describe(exc)}); {UNREACHABLE_HINT}") from None
     if not files:
         raise UserError(
             f"{what}: {url!r} holds no Parquet files ({', '.join('*' + e for e in PARQUET_EXTENSIONS)}); "
@@ -181,6 +188,8 @@ class Footers(NamedTuple):
 
     n_rows: int  # rows of all files
     one_schema: bool  # every file has the same columns of the same types (metadata aside)
+    schemas: dict[str, pa.Schema]  # each file's columns, by path (file system form), in file order
+    row_groups: dict[str, tuple[int, ...]]  # each file's rows per row group: what every read must find
 
 
 def check_parquet_files(inputs: InputFiles, *, max_threads: int = 16) -> Footers:
@@ -198,6 +207,8 @@ def check_parquet_files(inputs: InputFiles, *, max_threads: int = 16) -> Footers
     Returns
     -------
     Footers
+        Also each file's schema and rows per row group, for
+        :func:`dshift.io.features.check_columns_in_files` and :func:`read_parquet`.
 
     Raises
     ------
@@ -224,7 +235,9 @@ def check_parquet_files(inputs: InputFiles, *, max_threads: int = 16) -> Footers
     schemas = [(p, meta.schema.to_arrow_schema()) for p, meta, _ in results]
     _check_column_kinds(inputs, schemas)
     columns = [{f.name: f.type for f in schema} for _, schema in schemas]
-    return Footers(int(sum(meta.num_rows for _, meta, _ in results)), all(c == columns[0] for c in columns))
+    row_groups = {p: tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) for p, meta, _ in results}
+    return Footers(int(sum(meta.num_rows for _, meta, _ in results)), all(c == columns[0] for c in columns),
+                   dict(schemas), row_groups)
 
 
 def _check_column_kinds(inputs: InputFiles, schemas: list[tuple[str, pa.Schema]]) -> None:
@@ -278,6 +291,7 @@ def read_parquet(
     columns: Optional[Sequence[str]] = None,
     filters: Optional[list] = None,
     group_files: bool = False,
+    footers: Optional[Footers] = None,
 ) -> dd.DataFrame:
     """Lazily read the data set (workers do the reading), in partitions of whole row groups of
     about ``dshift.partition-bytes``: a big file's row groups split over several, and with
@@ -296,17 +310,23 @@ def read_parquet(
     group_files : bool
         Let a partition hold several files: only for files of one schema
         (:attr:`Footers.one_schema`), as Arrow cannot put columns of two types in one.
+    footers : Footers, optional
+        The files' checked footers: a read that finds other rows in a file than they count (the
+        file was replaced since) fails naming the file. Not with filters on other columns than
+        the partition keys, which leave some of a file's rows out.
 
     Returns
     -------
     dask.dataframe.DataFrame
         With a default index (any stored index becomes a regular column) and the partition
-        keys as the last columns.
+        keys as the last columns. A file that cannot be read, or has changed, fails its
+        partition's task with a UserError naming it (:class:`_InputEngine`).
     """
     # The explicit list of checked files: what dask reads is exactly what was validated (dask
     # itself would not skip hidden files). The partitioning is given, not discovered, so the
     # key types are those of every listed file and keys are parsed below ``base`` only.
     paths = [inputs.show(p) for p in inputs.files]
+    whole_files = footers is not None and filter_columns(filters) <= set(inputs.keys.names)
     with read_errors_as_user_errors(inputs.url):
         return dd.read_parquet(
             paths,
@@ -321,12 +341,52 @@ def read_parquet(
             # cost the scheduler more than the work (5M rows: 31.1 s -> 6.6 s).
             blocksize=config_get("partition-bytes"),
             aggregate_files=group_files,
+            engine=_InputEngine,
+            **{_ROW_GROUPS_OPTION: footers.row_groups if whole_files else {}},
         )
+
+
+#: The read option (passed on to :meth:`_InputEngine._read_table`) holding the files' rows per row group.
+_ROW_GROUPS_OPTION = "dshift_row_groups"
+
+
+class _InputEngine(ArrowDatasetEngine):
+    """dask's pyarrow engine, naming the input file a read fails on or finds changed.
+
+    A partition is read in a task (on a worker, or the driver for a preview), where an Arrow
+    error says what is wrong but not in which file; the file is known here only. The error
+    raised is a UserError, which reaches the driver as it is.
+    """
+
+    @classmethod
+    def _read_table(cls, path_or_frag, fs, row_groups, columns, schema, filters, partitions, partition_keys,
+                    **kwargs) -> pa.Table:
+        """One file's row groups (dask's read), checked against the rows its footer counted."""
+        path = getattr(path_or_frag, "path", path_or_frag)
+        try:
+            table = super()._read_table(path_or_frag, fs, row_groups, columns, schema, filters, partitions,
+                                        partition_keys, **kwargs)
+        except (pa.ArrowException, OSError) as exc:
+            cause = " ".join(str(exc).split())  # Arrow's messages span lines
+            raise UserError(f"input file {show_path(fs, path)!r} cannot be read: {cause}") from None
+        counted = kwargs.get(_ROW_GROUPS_OPTION, {}).get(path)
+        if counted is not None:
+            groups = range(len(counted)) if row_groups == [None] else row_groups
+            expected = sum(counted[i] for i in groups if i < len(counted))
+            if table.num_rows != expected:
+                # Rows counted, fitted and labelled would disagree: the labels of a file that
+                # was replaced midway (or the count in report.json) would be wrong.
+                raise UserError(f"input file {show_path(fs, path)!r} changed during the job ({expected:,} rows "
+                                f"when the job started, {table.num_rows:,} now); run again")
+        return table
 
 
 @contextlib.contextmanager
 def read_errors_as_user_errors(url: str, *, writing: Optional[str] = None) -> Iterator[None]:
     """Turn errors from reading the input (on workers or the driver) into UserError.
+
+    The reads of :func:`read_parquet` name the file themselves; this names the input for
+    the errors of anything else that reads it.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ import os
 
 from dshift.errors import StorageError
 
-__all__ = ["storage_error", "is_write_error"]
+__all__ = ["storage_error", "is_write_error", "is_unreachable", "describe", "UNREACHABLE_HINT"]
 
 # Storage faults: errno -> (cause, what to do). {what} is the output's setting.
 _FAULTS = {
@@ -23,6 +23,10 @@ _FAULTS = {
     errno.EACCES: ("permission denied", "grant write access to {parent!r} or choose another {what}"),
     errno.EPERM: ("operation not permitted", "grant write access to {parent!r} or choose another {what}"),
 }
+# Object stores' clients whose errors are not OSErrors: no connection, no credentials, a bad
+# endpoint. They are the storage's (or its settings'), never dshift's.
+_CLIENT_PACKAGES = {"botocore", "aiobotocore", "aiohttp", "requests", "urllib3"}
+UNREACHABLE_HINT = "check the address, the network, the credentials and the storage_options"
 # Only writes fail with these: an error carrying one in a job that reads and writes is the output's.
 _WRITE_ONLY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 # dask's Parquet writer runs every write of a to_parquet task (files, directories, uploads)
@@ -35,8 +39,9 @@ def storage_error(exc: OSError, url: str, parent: str, what: str, doing: str = "
 
     Parameters
     ----------
-    exc : OSError
-        From the driver or a worker (errno kept; object stores: PermissionError without one).
+    exc : OSError or Exception
+        From the driver or a worker (errno kept; object stores: PermissionError without one,
+        or their client's own error when the store cannot be reached, see :func:`is_unreachable`).
     url : str
         The output.
     parent : str
@@ -51,13 +56,16 @@ def storage_error(exc: OSError, url: str, parent: str, what: str, doing: str = "
     StorageError
         ``output: cannot write '<output>' (<cause>); <what to do>``.
     """
-    if exc.errno in _FAULTS:
-        cause, hint = _FAULTS[exc.errno]
+    code = getattr(exc, "errno", None)
+    if code in _FAULTS:
+        cause, hint = _FAULTS[code]
+    elif is_unreachable(exc):
+        cause, hint = describe(exc), UNREACHABLE_HINT
     elif isinstance(exc, PermissionError):  # object stores: AccessDenied & co, no errno
         cause = f"access denied: {_first_line(exc)}"
         hint = "check the credentials and the permissions of the bucket, or choose another {what}"
     else:
-        cause, hint = f"{type(exc).__name__}: {_first_line(exc)}", None
+        cause, hint = describe(exc), None
     message = f"output: cannot {doing} {url!r} ({cause})"
     return StorageError(message + (f"; {hint.format(what=what, parent=parent)}" if hint else ""))
 
@@ -95,6 +103,27 @@ def is_write_error(exc: BaseException, url: str) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from an object store's client that could not reach the store or
+    sign in (botocore's ``EndpointConnectionError``, ``NoCredentialsError``, aiohttp's
+    connection errors, ...): a fault of the storage or its settings, not of dshift.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    bool
+    """
+    return any(c.__module__.split(".")[0] in _CLIENT_PACKAGES for c in type(exc).__mro__)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message``, for one-line errors."""
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def _strip_protocol(path: str) -> str:

@@ -6,6 +6,7 @@ NaN/inf counts) and the conversion to float64 run partition by partition on the 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -15,13 +16,17 @@ import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
+from dask.dataframe.utils import pyarrow_strings_enabled
 
 from dshift.errors import UserError
-from dshift.io.dataset import read_errors_as_user_errors
+from dshift.io.dataset import Footers, InputFiles, read_errors_as_user_errors
 
 __all__ = [
     "is_feature_dtype",
     "select_feature_columns",
+    "check_columns_in_files",
     "as_float64",
     "ScanResult",
     "scan_features",
@@ -85,6 +90,51 @@ def select_feature_columns(
     if wrong:
         raise UserError(f"{what}: feature columns must be numeric; not numeric: {', '.join(wrong)}")
     return list(columns)
+
+
+def check_columns_in_files(inputs: InputFiles, footers: Footers, columns: Sequence[str], *, what: str) -> None:
+    """Check that every file has the given numeric columns, from the footers (no data read).
+
+    The columns were chosen on the first file's schema (:func:`select_feature_columns` on the
+    lazy frame): another file may lack one (the read would fail with a KeyError) or hold it as
+    text (converted late, or failing without naming the file). Partition keys are not in the
+    files and are left out.
+
+    Parameters
+    ----------
+    inputs : InputFiles
+        The checked files.
+    footers : Footers
+        From :func:`dshift.io.dataset.check_parquet_files`.
+    columns : sequence of str
+        The columns (features, or the weight column).
+    what : str
+        Name of the setting, for messages.
+
+    Raises
+    ------
+    UserError
+        Naming the first file (in file order) that lacks a column or holds it as anything but
+        numbers (by the rule of :func:`is_feature_dtype`).
+    """
+    columns = [c for c in columns if c not in inputs.keys.names]
+    for path, schema in footers.schemas.items():
+        for c in columns:
+            if c not in schema.names:
+                raise UserError(f"{what}: column {c!r} is not in input file {inputs.show(path)!r} (columns: "
+                                f"{', '.join(schema.names)}); every file must have it")
+            kind = schema.field(c).type
+            if not is_feature_dtype(_read_dtype(kind, pyarrow_strings_enabled())):
+                raise UserError(f"{what}: column {c!r} is {kind} in input file {inputs.show(path)!r}; "
+                                "it must be numeric in every file")
+
+
+@functools.lru_cache(maxsize=None)  # ~0.4 ms a conversion; a data set has few types, many files
+def _read_dtype(kind: pa.DataType, convert_string: bool) -> Any:
+    """The dtype dask reads a column of this Arrow type as (pandas metadata aside): the first
+    file's columns were checked with those (decimals are numbers, booleans are not)."""
+    empty = pa.schema([pa.field("c", kind)]).empty_table()
+    return ArrowDatasetEngine._arrow_table_to_pandas(empty, None, convert_string=convert_string)["c"].dtype
 
 
 # --------------------------------------------------------------------------------------------

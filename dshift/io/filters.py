@@ -21,7 +21,7 @@ import pyarrow.dataset as pa_ds
 
 from dshift.errors import UserError
 
-__all__ = ["OPERATORS", "check_filters", "filters_expression", "check_filter_types", "pruned_index"]
+__all__ = ["OPERATORS", "check_filters", "filter_columns", "filters_expression", "check_filter_types", "pruned_index"]
 
 #: The operators, as Dask and pyarrow accept them ("=" is "==").
 OPERATORS = ("==", "=", "!=", "<", "<=", ">", ">=", "in", "not in")
@@ -112,6 +112,11 @@ def _terms(filters: Sequence, what: str) -> Iterator[tuple[str, Term]]:
         yield from ((f"{what}[{i}]", t) for i, t in enumerate(filters))
     else:
         yield from ((f"{what}[{i}][{j}]", t) for i, c in enumerate(filters) for j, t in enumerate(c))
+
+
+def filter_columns(filters: Optional[Sequence]) -> set[str]:
+    """The columns that checked filters (or None) compare."""
+    return {term[0] for _, term in _terms(filters, "")}
 
 
 def _as_dnf(filters: Sequence) -> list[list[Term]]:

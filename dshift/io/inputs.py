@@ -22,8 +22,8 @@ from dshift._input import with_row_chunks
 from dshift.errors import UserError
 from dshift.io.dataset import (InputFiles, check_parquet_files, list_input_files, prune_files,
                                read_errors_as_user_errors, read_parquet, read_schema)
-from dshift.io.features import (ScanResult, feature_array, float_features, is_feature_dtype, scan_features,
-                                select_feature_columns)
+from dshift.io.features import (ScanResult, check_columns_in_files, feature_array, float_features,
+                                is_feature_dtype, scan_features, select_feature_columns)
 from dshift.io.filters import check_filter_types, check_filters
 
 __all__ = ["INPUT_KEYS", "InputSource", "InputData", "open_input", "scan_input", "defer_scan"]
@@ -199,21 +199,25 @@ def open_input(
     Raises
     ------
     UserError
-        Missing path, no Parquet files, corrupt file, bad filters, missing or non-numeric columns.
+        Missing path, no Parquet files, corrupt file, bad filters, missing or non-numeric columns
+        (in any file).
     """
     keys = {**INPUT_KEYS, **(keys or {})}
     filters = check_filters(filters, keys["filters"])
     files = prune_files(list_input_files(url, storage_options, what=keys["path"]), filters, what=keys["filters"])
     footers = check_parquet_files(files)
     check_filter_types(filters, read_schema(files), keys["filters"])
-    data = read_parquet(files, storage_options, filters=filters, group_files=footers.one_schema)
+    data = read_parquet(files, storage_options, filters=filters, group_files=footers.one_schema, footers=footers)
     fit_columns = feature_columns = _features(data, columns, label_column, keys["columns"], weight_column)
+    # Chosen on the first file's columns: every other file must have them, as numbers.
+    check_columns_in_files(files, footers, feature_columns, what=keys["columns"])
     if weight_column is not None:
+        check_columns_in_files(files, footers, [weight_column], what="input.weight_column")
         fit_columns = feature_columns + [weight_column]
     # Column projection: the fit passes read only the feature (and weight) columns from Parquet.
     with read_errors_as_user_errors(url):
         features = float_features(read_parquet(files, storage_options, columns=fit_columns, filters=filters,
-                                               group_files=footers.one_schema))
+                                               group_files=footers.one_schema, footers=footers))
     return InputSource(files=files, data=data, feature_columns=feature_columns, features=features,
                        n_rows_input=footers.n_rows, filters=filters, keys=keys, weight_column=weight_column)
 

@@ -200,7 +200,8 @@ def write_labels(
     sample_rows : int
         About how many rows to sample.
     n_rows : int
-        Total rows (to turn ``sample_rows`` into a fraction).
+        Total rows, as the read pass counted them (to turn ``sample_rows`` into a fraction); the
+        labelled rows must add up to it (0: not checked).
     input_url : str
         The input, for error messages.
     partition_by : sequence of str, optional
@@ -211,6 +212,13 @@ def write_labels(
     sizes : dict
         Label -> number of rows, sorted by label (-1 first when present).
     sample : pandas.DataFrame or None
+
+    Raises
+    ------
+    UserError
+        An input file that cannot be read or changed since its footer was read (naming it,
+        see :func:`dshift.io.dataset.read_parquet`), or other rows labelled than ``n_rows``
+        (the input changed where the files' reads cannot tell, e.g. under row filters).
     """
     frame = labelled
     if partition_by:
@@ -240,6 +248,9 @@ def write_labels(
         results = dask.compute(*parts)
     totals = results[1].groupby(level=0).sum()
     sizes = {int(k): int(v) for k, v in sorted(totals.items())}
+    if n_rows and sum(sizes.values()) != n_rows:  # the files written are not committed
+        raise UserError(f"input {input_url!r} changed during the job ({n_rows:,} rows when it was read, "
+                        f"{sum(sizes.values()):,} labelled); run again")
     sample = results[2] if len(results) > 2 else None
     return sizes, sample
 

@@ -33,7 +33,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from dshift.errors import StorageError, UserError
 from dshift.io._fs import glob_base, has_glob, url_to_fs
-from dshift.io.faults import storage_error
+from dshift.io.faults import is_unreachable, storage_error
 from dshift.io.locks import OutputLock
 
 __all__ = [
@@ -349,14 +349,16 @@ class OutputStage:
         Raises
         ------
         StorageError
-            For any OSError raised in the block, naming the output and the cause.
+            For any OSError raised in the block, or an object store that cannot be reached
+            (:func:`~dshift.io.faults.is_unreachable`), naming the output and the cause.
         """
         try:
             yield self
-        except OSError as exc:
-            if type(exc).__module__.startswith("distributed"):  # CommClosedError: the cluster's
-                raise
-            raise self.storage_error(exc, doing) from None
+        except Exception as exc:
+            # CommClosedError is an OSError too: that one is the cluster's.
+            if (isinstance(exc, OSError) and not type(exc).__module__.startswith("distributed")) or is_unreachable(exc):
+                raise self.storage_error(exc, doing) from None
+            raise
 
     def storage_error(self, exc: OSError, doing: str = "write") -> StorageError:
         """The one-line error for an OSError writing this output
