@@ -9,6 +9,7 @@ composes them into the job, and ``dshift validate`` uses :func:`precheck_seeds`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence, Union
@@ -33,6 +34,8 @@ __all__ = ["choose_bandwidth", "deduplicate_rows", "dedup_decision", "fit_input"
            "sweep_bandwidths", "SweepOutcome", "check_seed_count", "precheck_seeds", "DEDUP_SAMPLE_ROWS"]
 
 logger = logging.getLogger("dshift.batch")
+
+_TOO_FAR = "rows too far apart for float64 (their squared distances overflow)"
 
 
 def choose_bandwidth(X, model: ModelConfig, weights=None) -> tuple[float, bool]:
@@ -68,6 +71,9 @@ def choose_bandwidth(X, model: ModelConfig, weights=None) -> tuple[float, bool]:
             f"model.bandwidth: the estimate from {n_samples or X.shape[0]} sampled rows with quantile "
             f"{model.quantile:g} is {bandwidth:g}; set model.bandwidth or raise model.quantile"
         )
+    if not math.isfinite(bandwidth):
+        raise UserError(f"model.bandwidth: the estimate from {n_samples or X.shape[0]} sampled rows is {bandwidth:g}: "
+                        f"{_TOO_FAR}; scale the feature columns or set model.bandwidth")
     logger.info("bandwidth: estimated %.6g (quantile %g, %s sampled rows)", bandwidth, model.quantile,
                 f"{n_samples or int(X.shape[0]):,}")
     return bandwidth, True
@@ -283,6 +289,10 @@ def _swept_bandwidths(X, model: ModelConfig, weights=None) -> list[float]:
         if not bandwidths[-1] > 0:
             raise UserError(f"model.sweep.quantiles[{i}]: the estimate from {n_samples or X.shape[0]} sampled rows "
                             f"with quantile {q:g} is 0; raise the quantile or sweep model.sweep.bandwidths")
+        if not math.isfinite(bandwidths[-1]):
+            raise UserError(f"model.sweep.quantiles[{i}]: the estimate from {n_samples or X.shape[0]} sampled rows "
+                            f"is {bandwidths[-1]:g}: {_TOO_FAR}; scale the feature columns or sweep "
+                            "model.sweep.bandwidths")
     logger.info("bandwidth: estimated %s for quantiles %s (%s sampled rows)",
                 ", ".join(f"{b:.6g}" for b in bandwidths), ", ".join(f"{q:g}" for q in sweep.quantiles),
                 f"{n_samples or int(X.shape[0]):,}")

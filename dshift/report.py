@@ -40,6 +40,7 @@ MAX_REPORTED_SIZES = 1_000
 """``report.json`` lists the sizes of at most this many clusters (the largest)."""
 
 MAX_PLOTTED_CENTERS = 1_000
+_PLOTTABLE_SPAN = 1e300  # of a plot's axis: matplotlib's margins and ticks overflow near 1.8e308
 
 
 def dshift_version() -> str:
@@ -337,6 +338,14 @@ def plot_png(
     k = len(centers)
     # The most populated clusters come first; millions of markers would say nothing.
     pts, ctr, xlabel, ylabel = _projection(sample, np.asarray(centers)[:MAX_PLOTTED_CENTERS], feature_columns, x, y)
+    shown = pts[np.isfinite(pts).all(axis=1)]
+    with np.errstate(over="ignore"):
+        spans = np.ptp(shown, axis=0) if len(shown) else np.zeros(2)
+    for span, name in zip(spans, (xlabel, ylabel)):
+        # matplotlib's autoscaling and ticks overflow on a span near float64's largest value
+        if not span <= _PLOTTABLE_SPAN:
+            raise UserError(f"plot: the sampled rows span {_fmt(span)} along {name!r}, more than a plot can show; "
+                            "set plot.x and plot.y to other columns, scale the data or set plot: null")
     labels = sample[label_column].to_numpy()
     fig, ax = _figure((8, 6.5))
     n_colors = 10 if k <= 10 else 20

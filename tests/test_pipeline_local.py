@@ -347,3 +347,29 @@ def test_lake_validate_and_bad_filters(lake_run, cli, write_config):
     cfg["input"]["filters"], cfg["output"]["partition_by"] = LAKE_FILTERS, ["town"]
     assert_user_error(cli("run", str(write_config(cfg))), "output.partition_by", "'town'")
     assert not (work / "elsewhere").exists()
+
+
+def test_rows_too_far_apart_for_float64_are_one_line(tmp_path, write_config):
+    """Two rows at -1e308 and 1e308: an estimated bandwidth would be infinite and a plot cannot
+    show them; each is one line naming the setting, nothing written. With a bandwidth given and
+    no plot the job runs."""
+    frame = make_frame(n=900, seed=4)
+    frame.loc[[3, 400], "a"] = [-1e308, 1e308]
+    data = tmp_path / "data"
+    write_parquet_files(frame, data, n_files=3)
+    cases = [
+        ({"model": {"bandwidth": None, "n_samples": None}}, 2, "model.bandwidth: the estimate from 900 sampled rows is inf"),
+        ({"model": {"bandwidth": None, "sweep": {"quantiles": [0.3, 0.5]}}}, 2, "model.sweep.quantiles[0]: the estimate"),
+        ({}, 2, "plot: the sampled rows span inf along 'PC 1'"),
+        ({"plot": None}, 0, None),
+    ]
+    for i, (sections, code, needle) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        cfg = base_config(data, out, cluster={"n_workers": 1}, **sections)
+        if "sweep" in cfg["model"]:
+            del cfg["model"]["bandwidth"]
+        proc = run_cli("run", str(write_config(cfg, name=f"job{i}.yaml")), "--quiet", cwd=tmp_path)
+        if code:
+            assert needle in assert_user_error(proc) and not out.exists()
+        else:
+            assert proc.returncode == 0, proc.stderr
