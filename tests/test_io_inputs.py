@@ -114,3 +114,14 @@ def test_weight_column_errors(tmp_path):
     write_parquet_files(frame, tmp_path / "zero", n_files=1)
     with pytest.raises(UserError, match="every weight in 'count' is 0"):
         scan_input(open_input(str(tmp_path / "zero"), columns=FEATURES, weight_column="count"), nan_policy="drop")
+
+
+def test_an_input_of_files_without_rows_is_empty_before_any_read(tmp_path, write_config):
+    """Footers that count 0 rows: open_input refuses the input, so ``dshift validate`` does."""
+    from conftest import assert_user_error, base_config, run_cli
+
+    write_parquet_files(make_frame(n=300).iloc[:0], tmp_path / "in", n_files=2)
+    with pytest.raises(UserError, match=r"^input\.path: the input data set .* is empty \(0 rows\)$"):
+        open_input(str(tmp_path / "in"), columns=FEATURES)
+    proc = run_cli("validate", str(write_config(base_config(tmp_path / "in", tmp_path / "out"))))
+    assert "is empty (0 rows)" in assert_user_error(proc)

@@ -199,13 +199,15 @@ def open_input(
     Raises
     ------
     UserError
-        Missing path, no Parquet files, corrupt file, bad filters, missing or non-numeric columns
-        (in any file).
+        Missing path, no Parquet files, corrupt file, no rows, bad filters, missing or
+        non-numeric columns (in any file).
     """
     keys = {**INPUT_KEYS, **(keys or {})}
     filters = check_filters(filters, keys["filters"])
     files = prune_files(list_input_files(url, storage_options, what=keys["path"]), filters, what=keys["filters"])
     footers = check_parquet_files(files)
+    if footers.n_rows == 0:  # known from the footers: dshift validate says so too
+        raise _empty_input(keys, url)
     check_filter_types(filters, read_schema(files), keys["filters"])
     data = read_parquet(files, storage_options, filters=filters, group_files=footers.one_schema, footers=footers)
     fit_columns = feature_columns = _features(data, columns, label_column, keys["columns"], weight_column)
@@ -317,13 +319,17 @@ def _sample_rate(source: InputSource, sample_rows: int) -> float:
     return min(sample_rows / max(source.n_rows_input, 1), 1.0)
 
 
+def _empty_input(keys: dict, url: str) -> UserError:
+    return UserError(f"{keys['path']}: the input data set {url!r} is empty (0 rows)")
+
+
 def _check_scan(source: InputSource, scan: ScanResult, nan_policy: str) -> None:
     """Refuse an empty input or (``nan_policy: error``) rows with NaN/inf; log what was read."""
     keys, url, feature_columns = source.keys, source.url, source.feature_columns
     if scan.n_rows == 0 and source.filters:
         raise UserError(f"{keys['filters']}: no row of the {source.n_rows_input:,} rows read matches the filters")
     if scan.n_rows == 0:
-        raise UserError(f"{keys['path']}: the input data set {url!r} is empty (0 rows)")
+        raise _empty_input(keys, url)
     if scan.n_nonfinite:
         if nan_policy != "drop":
             raise UserError(
