@@ -119,7 +119,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
                 client = Client(cluster, timeout=cfg.connect_timeout)
                 where = f"the local cluster's scheduler {cluster.scheduler_address}"
                 _close_http_servers(client, keep_scheduler=dashboard is not None)
-                plugin = prepare_workers(client, warm=True)
+                prepare_workers(client, warm=True)  # our own cluster: it goes with the job
                 if cfg.dashboard is not False:
                     logger.info("cluster: dashboard at %s", client.dashboard_link)
             else:
@@ -169,7 +169,7 @@ def connect(cfg: ClusterConfig) -> Iterator["distributed.Client"]:  # noqa: F821
             watchdog.stop()
         with contextlib.suppress(Exception):
             if client is not None:
-                if plugin is not None and cluster is None:  # the scheduler outlives the job
+                if plugin is not None:  # an existing scheduler's: it outlives the job
                     unprepare_workers(client, plugin)
                 client.close(timeout=2 if interrupted or failed else 10)
         with contextlib.suppress(Exception):
